@@ -1,0 +1,68 @@
+# envtiers: reproducible environments in tiers for the detector flow.
+# Only python3 and make are assumed; everything else is installed from the lockfiles.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+TIER ?= pip
+TOOLS := .tools
+VENV := .venv
+# envtiers runs from the source tree on the bootstrap interpreter (it needs only uv + packaging).
+ENVTIERS := PYTHONPATH=$(CURDIR) $(TOOLS)/bin/python -m envtiers
+PYTEST_ARGS ?=
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "Variables: TIER=pip|conda|image (make run), PYTEST_ARGS=... (make test)"
+
+$(TOOLS)/.ok: lockfiles/tools.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "envtiers needs Python >= 3.11 as $(PYTHON) (set PYTHON=/path/to/python3.11)"; exit 2; }
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { \
+	  echo "$(PYTHON) has no venv/ensurepip module: on Debian/Ubuntu run 'apt-get install python3-venv'"; exit 2; }
+	rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r lockfiles/tools.txt
+	touch $@
+
+tools: $(TOOLS)/.ok ## Bootstrap uv into .tools/ (from the hashed lockfiles/tools.txt)
+
+venv: tools ## Build .venv from the host's runtime + dev locks (a no-op when they are unchanged)
+	@$(ENVTIERS) env create --tier pip --dev --target $(VENV) --link-project >/dev/null
+
+lock: tools ## Resolve every lockfile whose inputs changed (linux-64 and osx-arm64, from any host)
+	$(ENVTIERS) lock
+
+relock: tools ## Re-resolve every lockfile even if nothing changed (keeps current versions when allowed)
+	$(ENVTIERS) lock --force
+
+upgrade: tools ## Re-resolve to the newest versions the specs allow
+	$(ENVTIERS) lock --upgrade
+
+check: tools ## Verify the lockfiles match envs/ (offline, no resolver): what CI runs
+	$(ENVTIERS) check
+
+test: venv ## Run the test suite (sets itself up first)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff + mypy
+	$(VENV)/bin/ruff check envtiers tests bench
+	$(VENV)/bin/ruff format --check envtiers tests bench
+	$(VENV)/bin/mypy
+
+bench: venv ## Run the benchmarks; writes bench/results/*.json and *.md
+	$(VENV)/bin/python -m bench
+
+run: venv ## Run the detector flow in the chosen tier (TIER=pip|conda|image)
+	@echo "make run: the detector flow is not wired yet (issue: 'The Metaflow flow, run inside the tier the user picks')."
+	@echo "Meanwhile: 'make check' and 'make test' work, and '$(ENVTIERS) env create --tier $(TIER)' builds the environment."
+	@exit 2
+
+image: tools ## Build, push and pin the GPU image (image tier)
+	@echo "make image: the image tier is not built yet (issue: 'The image tier')."
+	@exit 2
+
+clean: ## Remove .tools/ and .venv/ (the envtiers cache in ~/.cache/envtiers stays)
+	rm -rf $(TOOLS) $(VENV)
+
+.PHONY: help tools venv lock relock upgrade check test lint bench run image clean

@@ -1,0 +1,5 @@
+import sys
+
+from envtiers.cli import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""The `envtiers` command line: parses options, calls the library, decides exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from envtiers import __version__
+from envtiers.errors import EXIT_BAD_INPUT, EXIT_OK, EnvtiersError
+from envtiers.settings import Project, load_project
+
+TIERS = ("pip",)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_lock(project: Project, args: argparse.Namespace) -> int:
+    from envtiers.pip.locker import lock
+
+    results = lock(project, platforms=args.platform or None, force=args.force, upgrade=args.upgrade, report=_say)
+    changed = sum(result.changed for result in results)
+    _say(f"{changed} lockfile(s) written, {len(results) - changed} up to date")
+    return EXIT_OK
+
+
+def cmd_check(project: Project, args: argparse.Namespace) -> int:
+    from envtiers.check import check_project
+
+    report = check_project(project, tiers=tuple(args.tier or TIERS))
+    for problem in report.problems:
+        print(problem.render())
+    if report.problems:
+        print(f"{len(report.problems)} problem(s) in {len(report.checked)} lockfile(s)")
+    else:
+        print(f"{len(report.checked)} lockfile(s) consistent")
+    return report.exit_code
+
+
+def cmd_env_create(project: Project, args: argparse.Namespace) -> int:
+    from envtiers.pip.environment import create
+
+    info = create(
+        project,
+        platform=args.platform,
+        dev=args.dev,
+        target=args.target,
+        link_project=args.link_project,
+    )
+    _say(f"{'created' if info.created else 'reused'} {info.prefix}")
+    print(info.python)
+    return EXIT_OK
+
+
+def cmd_env_path(project: Project, args: argparse.Namespace) -> int:
+    from envtiers.envcache import python_in
+    from envtiers.pip.environment import env_path
+
+    print(python_in(env_path(project, platform=args.platform, dev=args.dev, target=args.target)))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="envtiers", description="Reproducible environments in tiers.")
+    parser.add_argument("--version", action="version", version=f"envtiers {__version__}")
+    parser.add_argument("--project", type=Path, help="project root (default: found from the cwd)")
+    parser.add_argument("--index-url", help="package index for uv (env: ENVTIERS_INDEX_URL)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log the external commands run")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    lock = commands.add_parser("lock", help="resolve lockfiles whose inputs changed")
+    lock.add_argument("--tier", choices=TIERS, default="pip")
+    lock.add_argument("--platform", action="append", help="only this platform (repeatable)")
+    lock.add_argument("--force", action="store_true", help="re-resolve even when inputs are unchanged")
+    lock.add_argument("--upgrade", action="store_true", help="re-resolve to the newest allowed versions")
+    lock.set_defaults(handler=cmd_lock)
+
+    check = commands.add_parser("check", help="verify lockfiles against their inputs (offline)")
+    check.add_argument("--tier", action="append", choices=TIERS, help="only this tier (repeatable)")
+    check.set_defaults(handler=cmd_check)
+
+    env = commands.add_parser("env", help="environments built from the lockfiles")
+    env_commands = env.add_subparsers(dest="env_command", required=True)
+    for name, handler, summary in (
+        ("create", cmd_env_create, "build (or reuse) the environment and print its interpreter"),
+        ("path", cmd_env_path, "print the interpreter of the environment for the current lock"),
+    ):
+        sub = env_commands.add_parser(name, help=summary)
+        sub.add_argument("--tier", choices=TIERS, default="pip")
+        sub.add_argument("--platform", help="must be the host's platform (default)")
+        sub.add_argument("--dev", action="store_true", help="include the dev lock (the project's .venv)")
+        sub.add_argument("--target", type=Path, help="build here instead of the envtiers cache")
+        if name == "create":
+            sub.add_argument("--link-project", action="store_true", help="put the project on sys.path")
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s", stream=sys.stderr
+    )
+    try:
+        project = load_project(args.project, index_url=args.index_url)
+        return int(args.handler(project, args))
+    except EnvtiersError as error:
+        _say(error.render())
+        return error.exit_code
+    except KeyboardInterrupt:
+        _say("envtiers: interrupted")
+        return 130
+    except BrokenPipeError:
+        return EXIT_BAD_INPUT

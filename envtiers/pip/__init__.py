@@ -1,0 +1,1 @@
+"""The pip tier: hashed, fully pinned requirement locks per platform, resolved with uv."""

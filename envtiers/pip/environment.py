@@ -1,0 +1,112 @@
+"""Environments built from pip locks: `envtiers env create --tier pip`, and the project's .venv."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from envtiers import envcache
+from envtiers.errors import InputError
+from envtiers.hashing import input_hash
+from envtiers.pip import lockfile
+from envtiers.pip.locker import dev_lock_path, runtime_lock_path
+from envtiers.pip.uv import Uv
+from envtiers.platforms import host_platform_name
+from envtiers.settings import Project
+
+
+def lock_paths(project: Project, *, platform: str, dev: bool) -> list[Path]:
+    paths = [runtime_lock_path(project, platform)]
+    if dev:
+        paths.append(dev_lock_path(project, platform))
+    return paths
+
+
+def env_key(project: Project, locks: list[lockfile.PipLock]) -> str:
+    """The environment's cache key: the locked content (bodies), not the files' paths or headers."""
+    return input_hash({"tier": "pip", "python": project.python, "locks": [lock.header.body_sha256 for lock in locks]})
+
+
+def default_prefix(project: Project, key: str) -> Path:
+    return project.cache_dir / "envs" / f"pip-{key.removeprefix('sha256:')[:16]}"
+
+
+def read_locks(project: Project, *, platform: str | None = None, dev: bool = False) -> list[lockfile.PipLock]:
+    """The host's lockfiles, validated. Raises LockfileFormatError / InputError."""
+    host = host_platform_name()
+    platform = platform or host
+    if platform != host:
+        raise InputError(
+            f"cannot build a {platform} environment on this {host} host",
+            fix=f"build it on a {platform} machine, or use the image tier for linux-64",
+        )
+    locks = []
+    for path in lock_paths(project, platform=platform, dev=dev):
+        lock = lockfile.read(path, display=project.rel(path))
+        if not lock.body_intact:
+            raise InputError(
+                f"{project.rel(path)} was edited after locking (digest mismatch)", fix="run `make lock`"
+            )
+        locks.append(lock)
+    return locks
+
+
+def env_path(project: Project, *, platform: str | None = None, dev: bool = False, target: Path | None = None) -> Path:
+    locks = read_locks(project, platform=platform, dev=dev)
+    return target or default_prefix(project, env_key(project, locks))
+
+
+def create(
+    project: Project,
+    *,
+    platform: str | None = None,
+    dev: bool = False,
+    target: Path | None = None,
+    uv: Uv | None = None,
+    link_project: bool = False,
+) -> envcache.EnvInfo:
+    """Build (or reuse) the environment for the host's pip lock (plus the dev lock when `dev`).
+
+    `target` overrides the content-addressed cache location (the project's .venv); `link_project`
+    puts the project root on the environment's sys.path (an editable install without a build).
+    Raises EnvironmentBuildError on a hash mismatch or install failure; nothing is marked complete.
+    """
+    locks = read_locks(project, platform=platform, dev=dev)
+    key = env_key(project, locks)
+    prefix = (target or default_prefix(project, key)).absolute()
+    python = _interpreter(project.python)
+    uv = uv or Uv()
+
+    def build(prefix: Path) -> None:
+        uv.venv(prefix, python=python)
+        args = [str(lock.path) for lock in locks]
+        args += ["--python", str(envcache.python_in(prefix)), "--require-hashes", "--quiet"]
+        if project.pip.index_url:
+            args += ["--index-url", project.pip.index_url]
+        for link in project.pip.find_links:
+            args += ["--find-links", link]
+        uv.sync(args, what=", ".join(project.rel(lock.path) for lock in locks))
+        if link_project:
+            site = _site_packages(prefix)
+            (site / "_envtiers_project.pth").write_text(f"{project.root}\n")
+
+    details = {"locks": [project.rel(lock.path) for lock in locks], "python": project.python}
+    return envcache.ensure(
+        tier="pip", key=key, prefix=prefix, build=build, lock_dir=project.cache_dir / "locks", details=details
+    )
+
+
+def _interpreter(python: str) -> str:
+    """Prefer the running interpreter when it is the locked version: no search, no surprise."""
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    wanted = ".".join(python.split(".")[:2])
+    if running == wanted and len(python.split(".")) == 2:
+        return sys.executable
+    return python
+
+
+def _site_packages(prefix: Path) -> Path:
+    found = sorted(prefix.glob("lib/python3*/site-packages"))
+    if not found:
+        raise InputError(f"no site-packages folder in {prefix}")
+    return found[0]

@@ -1,0 +1,69 @@
+"""Target platforms, named as conda subdirs, and what each means to uv and to PEP 508 markers."""
+
+from __future__ import annotations
+
+import platform as _platform
+import sys
+from dataclasses import dataclass
+
+from envtiers.errors import InputError
+
+
+@dataclass(frozen=True)
+class Platform:
+    name: str  # conda subdir name, used in lockfile paths
+    uv_platform: str  # uv's --python-platform
+    sys_platform: str
+    platform_system: str
+    platform_machine: str
+
+    def marker_environment(self, python: str) -> dict[str, str]:
+        """The PEP 508 marker environment of this platform for a `python` like '3.11'."""
+        parts = python.split(".")
+        full = python if len(parts) == 3 else f"{python}.0"
+        return {
+            "implementation_name": "cpython",
+            "implementation_version": full,
+            "os_name": "posix",
+            "platform_machine": self.platform_machine,
+            "platform_python_implementation": "CPython",
+            "platform_release": "",
+            "platform_system": self.platform_system,
+            "platform_version": "",
+            "python_full_version": full,
+            "python_version": ".".join(parts[:2]),
+            "sys_platform": self.sys_platform,
+        }
+
+
+PLATFORMS: dict[str, Platform] = {
+    p.name: p
+    for p in (
+        Platform("linux-64", "x86_64-manylinux_2_28", "linux", "Linux", "x86_64"),
+        Platform("linux-aarch64", "aarch64-manylinux_2_28", "linux", "Linux", "aarch64"),
+        Platform("osx-arm64", "aarch64-apple-darwin", "darwin", "Darwin", "arm64"),
+        Platform("osx-64", "x86_64-apple-darwin", "darwin", "Darwin", "x86_64"),
+    )
+}
+
+
+def host_platform_name() -> str:
+    machine = _platform.machine().lower()
+    if sys.platform.startswith("linux"):
+        name = {"x86_64": "linux-64", "amd64": "linux-64", "aarch64": "linux-aarch64"}.get(machine)
+    elif sys.platform == "darwin":
+        name = {"arm64": "osx-arm64", "x86_64": "osx-64"}.get(machine)
+    else:
+        name = None
+    if name is None:
+        raise InputError(f"this host ({sys.platform}/{machine}) is not a supported platform")
+    return name
+
+
+def get_platform(name: str) -> Platform:
+    try:
+        return PLATFORMS[name]
+    except KeyError:
+        raise InputError(
+            f"unknown platform {name!r}", fix=f"use one of {', '.join(sorted(PLATFORMS))}"
+        ) from None
