@@ -12,7 +12,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +61,7 @@ def ensure(
     prefix: Path,
     build: Callable[[Path], None],
     lock_dir: Path,
-    details: dict[str, object] | None = None,
+    details: Mapping[str, object] | None = None,
 ) -> EnvInfo:
     """Return the complete environment at `prefix` for `key`, building it with `build` if needed.
 

@@ -64,6 +64,4 @@ def get_platform(name: str) -> Platform:
     try:
         return PLATFORMS[name]
     except KeyError:
-        raise InputError(
-            f"unknown platform {name!r}", fix=f"use one of {', '.join(sorted(PLATFORMS))}"
-        ) from None
+        raise InputError(f"unknown platform {name!r}", fix=f"use one of {', '.join(sorted(PLATFORMS))}") from None

@@ -36,9 +36,7 @@ def read_spec(path: Path, *, display: str | None = None, allow_empty: bool = Fal
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise SpecError(
-            f"{shown} not found", fix=f"create {shown} with one requirement per line"
-        ) from None
+        raise SpecError(f"{shown} not found", fix=f"create {shown} with one requirement per line") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{shown} cannot be read: {exc}") from None
     requirements = []

@@ -70,13 +70,14 @@ def _check_one(project: Project, lock_set: LockSet, shown: str) -> tuple[list[Pr
         if lock_set.constraint is not None:
             sources.append(project.rel(lock_set.constraint.output))
         problems.append(
-            Problem(shown, f"stale: locked from different inputs than the current {', '.join(sources)} "
-                    "or envs/tiers.toml")
+            Problem(
+                shown, f"stale: locked from different inputs than the current {', '.join(sources)} or envs/tiers.toml"
+            )
         )
     try:
         pins = lock.pins
     except LockfileFormatError as error:
-        return problems + [problem_from_error(shown, error)], None
+        return [*problems, problem_from_error(shown, error)], None
 
     counts = Counter(pin.name for pin in pins)
     for name, count in sorted(counts.items()):
@@ -96,9 +97,7 @@ def _unsatisfied(project: Project, lock_set: LockSet, shown: str, by_name: dict[
     """Requirements of the spec (markers evaluated for this platform) that no single pin satisfies."""
     spec = read_spec(lock_set.spec, display=project.rel(lock_set.spec))
     environment = (
-        get_platform(lock_set.platform).marker_environment(project.python)
-        if lock_set.platform != "universal"
-        else None
+        get_platform(lock_set.platform).marker_environment(project.python) if lock_set.platform != "universal" else None
     )
     problems = []
     for requirement in spec.requirements:
@@ -107,7 +106,9 @@ def _unsatisfied(project: Project, lock_set: LockSet, shown: str, by_name: dict[
         name = canonicalize_name(requirement.name)
         versions = by_name.get(name, [])
         if not versions:
-            problems.append(Problem(shown, f"{_display(requirement)} is required by {project.rel(lock_set.spec)} but not pinned"))
+            problems.append(
+                Problem(shown, f"{_display(requirement)} is required by {project.rel(lock_set.spec)} but not pinned")
+            )
             continue
         matching = [v for v in versions if requirement.specifier.contains(v, prereleases=True)]
         if not matching:

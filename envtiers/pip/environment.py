@@ -44,9 +44,7 @@ def read_locks(project: Project, *, platform: str | None = None, dev: bool = Fal
     for path in lock_paths(project, platform=platform, dev=dev):
         lock = lockfile.read(path, display=project.rel(path))
         if not lock.body_intact:
-            raise InputError(
-                f"{project.rel(path)} was edited after locking (digest mismatch)", fix="run `make lock`"
-            )
+            raise InputError(f"{project.rel(path)} was edited after locking (digest mismatch)", fix="run `make lock`")
         locks.append(lock)
     return locks
 
@@ -90,7 +88,7 @@ def create(
             site = _site_packages(prefix)
             (site / "_envtiers_project.pth").write_text(f"{project.root}\n")
 
-    details = {"locks": [project.rel(lock.path) for lock in locks], "python": project.python}
+    details: dict[str, object] = {"locks": [project.rel(lock.path) for lock in locks], "python": project.python}
     return envcache.ensure(
         tier="pip", key=key, prefix=prefix, build=build, lock_dir=project.cache_dir / "locks", details=details
     )

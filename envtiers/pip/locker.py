@@ -73,9 +73,7 @@ def lock_sets(project: Project, *, platforms: Sequence[str] | None = None) -> li
         sets.append(runtime[name])
     if pip.dev_spec is not None:
         for name in chosen:
-            sets.append(
-                LockSet("dev", name, dev_lock_path(project, name), pip.dev_spec, pip.overrides, runtime[name])
-            )
+            sets.append(LockSet("dev", name, dev_lock_path(project, name), pip.dev_spec, pip.overrides, runtime[name]))
     if pip.tools_spec is not None and platforms is None:
         sets.append(LockSet("tools", "universal", project.lockfiles_dir / "tools.txt", pip.tools_spec))
     return sets
@@ -135,7 +133,9 @@ def lock(
     with file_lock(project.lockfiles_dir / ".envtiers-lock", what="locking"):
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=project.lockfiles_dir))
         try:
-            results = _resolve_all(project, sets, staging, force=force or upgrade, upgrade=upgrade, uv=uv, report=report)
+            results = _resolve_all(
+                project, sets, staging, force=force or upgrade, upgrade=upgrade, uv=uv, report=report
+            )
             for lock_set in sets:
                 if lock_set.staged is not None:
                     lock_set.output.parent.mkdir(parents=True, exist_ok=True)
@@ -163,9 +163,7 @@ def _resolve_all(
         current = _current_lock(lock_set.output)
         if current is not None and not force and current.header.input_hash == wanted and current.body_intact:
             lock_set.body = current.body
-            results.append(
-                LockResult(lock_set.output, False, len(current.pins), time.perf_counter() - started)
-            )
+            results.append(LockResult(lock_set.output, False, len(current.pins), time.perf_counter() - started))
             report(f"{project.rel(lock_set.output)}: up to date")
             continue
         uv = uv or Uv()

@@ -77,9 +77,7 @@ class PipLock:
 
 def render(*, kind: str, platform: str, python: str, input_hash: str, body: str) -> str:
     body = body if body.endswith("\n") else body + "\n"
-    header = Header(
-        kind=kind, platform=platform, python=python, input_hash=input_hash, body_sha256=text_digest(body)
-    )
+    header = Header(kind=kind, platform=platform, python=python, input_hash=input_hash, body_sha256=text_digest(body))
     return header.render() + body
 
 
@@ -113,9 +111,7 @@ def read(path: Path, *, display: str | None = None) -> PipLock:
         )
     missing = [k for k in _HEADER_KEYS if k not in fields]
     if missing:
-        raise LockfileFormatError(
-            f"{shown} has a damaged header (missing {', '.join(missing)})", fix="run `make lock`"
-        )
+        raise LockfileFormatError(f"{shown} has a damaged header (missing {', '.join(missing)})", fix="run `make lock`")
     header = Header(
         kind=fields["kind"],
         platform=fields["platform"],

@@ -76,9 +76,7 @@ class Uv:
         command = [self.executable, *args]
         log.info("$ %s", shlex.join(command))
         try:
-            return subprocess.run(
-                command, cwd=cwd, env=self._env(), capture_output=True, text=True, check=False
-            )
+            return subprocess.run(command, cwd=cwd, env=self._env(), capture_output=True, text=True, check=False)
         except FileNotFoundError:
             raise ToolError(f"uv not found at {self.executable}", fix="run `make lock` to install it") from None
 
