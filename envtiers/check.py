@@ -36,7 +36,10 @@ class CheckReport:
 
 
 def problem_from_error(path: str, error: LockfileFormatError) -> Problem:
-    message = error.headline.removeprefix(path).lstrip(": ").strip() or error.headline
+    message = error.headline.removeprefix(path).removeprefix(":").strip() or error.headline
+    number, sep, rest = message.partition(": ")
+    if sep and number.isdigit():  # "path:14: ..." from the parser reads better as "line 14: ..."
+        message = f"line {number}: {rest}"
     return Problem(path, message, error.fix or "run `make lock`", error.exit_code)
 
 

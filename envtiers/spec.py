@@ -52,7 +52,9 @@ def read_spec(path: Path, *, display: str | None = None, allow_empty: bool = Fal
         try:
             req = Requirement(line)
         except InvalidRequirement as exc:
-            raise SpecError(f"{shown}:{number}: not a valid requirement: {line!r} ({exc})") from None
+            # packaging's message draws a caret under the line; the headline keeps only its first line.
+            reason = str(exc).splitlines()[0] if str(exc) else "unparsable"
+            raise SpecError(f"{shown}:{number}: not a valid requirement: {line!r} ({reason})") from None
         if req.url:
             raise SpecError(
                 f"{shown}:{number}: direct URL requirements cannot be locked for other platforms",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from packaging.markers import Marker
 from packaging.requirements import Requirement
@@ -75,7 +76,8 @@ def _check_one(project: Project, lock_set: LockSet, shown: str) -> tuple[list[Pr
             )
         )
     try:
-        pins = lock.pins
+        # Parse with the displayed path: errors then read `lockfiles/pip/x.txt:12: ...`.
+        pins = lockfile.parse_body(lock.body, path=Path(shown), first_line=lock.first_line)
     except LockfileFormatError as error:
         return [*problems, problem_from_error(shown, error)], None
 

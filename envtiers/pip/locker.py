@@ -234,8 +234,10 @@ def _compile(
     uv.compile(args, platform=lock_set.platform, cwd=project.root)
     body = out.read_text()
     if constraint_path is not None and lock_set.constraint is not None:
-        # Annotations name the constraint file: show the committed path, not the staging one.
-        body = body.replace(str(constraint_path), project.rel(lock_set.constraint.output))
+        # Annotations name the constraint file: show the committed path, not the staging one
+        # (uv writes it relative to its working directory, the project root).
+        for staged_name in (str(constraint_path), project.rel(constraint_path)):
+            body = body.replace(staged_name, project.rel(lock_set.constraint.output))
     if not body.strip():
         raise EnvtiersError(f"uv produced an empty lock for {project.rel(lock_set.output)}")
     return body

@@ -65,10 +65,11 @@ class PipLock:
     path: Path
     header: Header
     body: str
+    first_line: int = 1  # the body's first line number in the file, so messages point at real lines
 
     @property
     def pins(self) -> list[Pin]:
-        return parse_body(self.body, path=self.path)
+        return parse_body(self.body, path=self.path, first_line=self.first_line)
 
     @property
     def body_intact(self) -> bool:
@@ -119,10 +120,10 @@ def read(path: Path, *, display: str | None = None) -> PipLock:
         input_hash=fields["input-hash"],
         body_sha256=fields["body-sha256"],
     )
-    return PipLock(path=path, header=header, body="".join(lines[index:]))
+    return PipLock(path=path, header=header, body="".join(lines[index:]), first_line=index + 1)
 
 
-def parse_body(body: str, *, path: Path | None = None) -> list[Pin]:
+def parse_body(body: str, *, path: Path | None = None, first_line: int = 1) -> list[Pin]:
     """The pins of a requirements body (continuation lines joined, comments dropped).
 
     Raises LockfileFormatError on a line that is not `name==version` followed by hashes.
@@ -130,7 +131,7 @@ def parse_body(body: str, *, path: Path | None = None) -> list[Pin]:
     pins: list[Pin] = []
     logical: list[tuple[int, str]] = []
     current, start = "", 0
-    for number, raw in enumerate(body.splitlines(), start=1):
+    for number, raw in enumerate(body.splitlines(), start=first_line):
         stripped = raw.strip() if raw.lstrip().startswith("--hash") else raw.split("#", 1)[0].rstrip()
         if not current:
             start = number

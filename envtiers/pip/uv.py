@@ -25,7 +25,13 @@ log = logging.getLogger(__name__)
 
 _NO_WHEEL = re.compile(r"Wheels are required for `(?P<pkg>[^`]+)`")
 _NO_WHEEL_ALT = re.compile(r"(?:all versions of|versions? of) (?P<pkg>[\w.-]+) (?:has|have) no usable wheels")
+# Wheels exist, only for other platforms: "linuxonly==1.0 has no wheels with a matching platform tag".
+_NO_PLATFORM_WHEEL = re.compile(
+    r"(?:all versions of )?(?P<pkg>[\w.-]+?)(?:==\S+)? (?:has|have) no wheels with a matching platform tag"
+)
 _NOT_FOUND = re.compile(r"Because (?P<pkg>[\w.-]+) was not found in the package registry")
+# PEP 440 allows more than uv does (`pkg===anything`): uv then refuses the spec line itself.
+_UNPARSABLE = re.compile(r"Couldn't parse requirement in `(?P<file>[^`]+)`")
 _UNREACHABLE = (
     "Failed to fetch",
     "error sending request",
@@ -130,9 +136,16 @@ def resolution_error(stderr: str, *, platform: str) -> EnvtiersError:
             f"the package index could not be reached while locking for {platform}: {first_error_line(stderr)}",
             fix="check the network or [pip] index_url in envs/tiers.toml (ENVTIERS_INDEX_URL overrides it)",
         )
-    match = _NO_WHEEL.search(stderr) or _NO_WHEEL_ALT.search(stderr)
+    match = _NO_WHEEL.search(stderr) or _NO_WHEEL_ALT.search(stderr) or _NO_PLATFORM_WHEEL.search(stderr)
     if match:
         return NoWheelError(match["pkg"], platform)
+    match = _UNPARSABLE.search(stderr)
+    if match:
+        causes = [line.strip().removeprefix("cause:").strip() for line in stderr.splitlines() if "cause:" in line]
+        return ResolutionError(
+            f"uv cannot parse a requirement in {match['file']}: {causes[0] if causes else first_error_line(stderr)}",
+            fix=f"correct the requirement in {match['file']}",
+        )
     match = _NOT_FOUND.search(stderr)
     if match:
         return ResolutionError(

@@ -1,0 +1,101 @@
+"""Shared fixtures: one local package index for the session, and tiny projects locked against it.
+
+Every test gets its own uv cache and envtiers cache (tampering with a served wheel must not be
+hidden by a wheel another test already cached), and no setting leaks in from the developer's shell.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envtiers.pip.locker import lock
+from envtiers.settings import Project, load_project
+from tests.support import PackageIndex, build_packages, write_project
+
+_LEAKY_SETTINGS = (
+    "ENVTIERS_PROJECT",
+    "ENVTIERS_INDEX_URL",
+    "ENVTIERS_UV",
+    "UV_INDEX",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_OFFLINE",
+    "UV_NO_CACHE",
+    "UV_PYTHON",
+    "UV_HTTP_RETRIES",
+    "VIRTUAL_ENV",
+)
+
+# The spec most index-backed tests lock: a pure package, a platform-tagged one, and markers.
+BASE_SPEC = "purepkg\nplatpkg\nmarkerpkg\n"
+
+
+@pytest.fixture(autouse=True)
+def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in _LEAKY_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    monkeypatch.setenv("UV_NO_CONFIG", "1")
+    # The CLI has no --cache-dir: this makes its cache the one `make_project` gives load_project.
+    monkeypatch.setenv("ENVTIERS_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def index_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("index-files")
+    build_packages(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def package_index(index_files: Path) -> Iterator[PackageIndex]:
+    """The session's index; read-only: tests that alter served files use `private_index`."""
+    index = PackageIndex(index_files).start()
+    yield index
+    index.stop()
+
+
+@pytest.fixture
+def private_index(index_files: Path, tmp_path: Path) -> Iterator[PackageIndex]:
+    """A copy of the session's packages on its own server, for tests that change what it serves."""
+    directory = tmp_path / "private-index"
+    shutil.copytree(index_files, directory)
+    index = PackageIndex(directory).start()
+    yield index
+    index.stop()
+
+
+_SESSION_INDEX: Any = object()
+
+
+@pytest.fixture
+def make_project(tmp_path: Path, package_index: PackageIndex) -> Callable[..., Project]:
+    """`make_project(requirements, *, name=..., index_url=..., overrides=..., dev=..., tools=...)`.
+
+    Writes a project under tmp_path locking against the session index (unless `index_url` says
+    otherwise) and returns it loaded, with its envtiers cache in tmp_path/cache.
+    """
+
+    def make(
+        requirements: str = BASE_SPEC, *, name: str = "project", index_url: Any = _SESSION_INDEX, **options: Any
+    ) -> Project:
+        url = package_index.url if index_url is _SESSION_INDEX else index_url
+        root = write_project(tmp_path / name, requirements=requirements, index_url=url, **options)
+        return load_project(root, cache_dir=tmp_path / "cache")
+
+    return make
+
+
+@pytest.fixture
+def locked_project(make_project: Callable[..., Project]) -> Project:
+    """A project with BASE_SPEC locked for linux-64 and osx-arm64."""
+    project = make_project()
+    lock(project)
+    return project
