@@ -1,0 +1,39 @@
+"""Every path and default of the detector package, in one place.
+
+Paths derive from the project root (the checkout) unless an environment variable moves them;
+command-line options override both. Extend this module rather than scattering constants.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+# `/data/` is git-ignored: generated and downloaded datasets live there.
+DATA_DIR = Path(os.environ.get("DETECTOR_DATA_DIR", PROJECT_ROOT / "data"))
+# The synthetic PlantDoc-layout dataset that `make run` trains on by default.
+SAMPLE_DIR = DATA_DIR / "sample"
+
+# PlantDoc's object-detection release: one folder and one CSV per split.
+SPLIT_DIRS = {"train": "TRAIN", "test": "TEST"}
+LABEL_CSVS = {"train": "train_labels.csv", "test": "test_labels.csv"}
+CSV_COLUMNS = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
+
+# What KerasCV's RetinaNet is given: xyxy pixel boxes, dense, padded with -1.
+BOX_FORMAT = "xyxy"
+PAD_VALUE = -1
+# The keras-cv Pascal VOC recipe pads to 32; PlantDoc's busiest image has 42 boxes, so the
+# pipeline keeps the largest 32 of those (and says so in the log).
+MAX_BOXES = 32
+
+# Train/validation split of PlantDoc's TRAIN folder: by a hash of the image file name.
+VAL_FRACTION = 0.2
+SPLIT_SEED = 0
+
+# The sample dataset (detector/sample.py).
+SAMPLE_SEED = 0
+SAMPLE_IMAGES = 80
+SAMPLE_SIZE = 256
+SAMPLE_TEST_FRACTION = 0.25

@@ -1,0 +1,93 @@
+"""The detector's exceptions: one root, each subclass renders its own message from what it holds.
+
+Only ``python -m detector`` (``detector/__main__.py``) turns an exception into an exit code;
+library code raises and never calls ``sys.exit``. Metaflow steps let them propagate: the
+headline is the first line a user reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the command ran and found a problem
+EXIT_BAD_INPUT = 2  # the command could not run on what it was given
+
+
+class DetectorError(Exception):
+    """Root of every error a user can see: ``headline`` is one line, ``fix`` what repairs it."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, headline: str, *, fix: str | None = None) -> None:
+        super().__init__(headline)
+        self.headline = headline
+        self.fix = fix
+
+    def render(self) -> str:
+        text = f"detector: error: {self.headline}"
+        if self.fix:
+            text += f"\n  fix: {self.fix}"
+        return text
+
+
+class InputError(DetectorError):
+    """What the user gave (a folder, an option) cannot be used as it is."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class DatasetError(InputError):
+    """A dataset cannot be read: its layout, an annotation file or an image is wrong or missing."""
+
+
+class LayoutError(DatasetError):
+    def __init__(self, root: Path, problem: str) -> None:
+        super().__init__(
+            f"{root}: {problem}",
+            fix="point at a PlantDoc-layout folder (TRAIN/, TEST/ of JPG + VOC XML, or "
+            f"train_labels.csv/test_labels.csv), or make one with `python -m detector sample --out {root}`",
+        )
+        self.root = root
+
+
+class AnnotationError(DatasetError):
+    """An annotation file (or one CSV row, or one COCO entry) that cannot be parsed."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}")
+        self.where = where
+        self.problem = problem
+
+
+class MissingImageError(DatasetError):
+    def __init__(self, annotation: str, folder: Path, tried: tuple[str, ...]) -> None:
+        shown = ", ".join(tried[:3]) + (", ..." if len(tried) > 3 else "")
+        super().__init__(f"{annotation}: no image for it in {folder} (looked for {shown})")
+        self.annotation = annotation
+        self.folder = folder
+        self.tried = tried
+
+
+class UnreadableImageError(DatasetError):
+    def __init__(self, image: Path, problem: str) -> None:
+        super().__init__(f"{image}: not a readable image ({problem})")
+        self.image = image
+
+
+class UnknownClassError(DatasetError):
+    def __init__(self, label: str, known: tuple[str, ...]) -> None:
+        super().__init__(
+            f"class {label!r} is not in the class map ({len(known)} classes: {', '.join(known[:5])}"
+            f"{', ...' if len(known) > 5 else ''})",
+            fix="build the class map from every split that is used with it",
+        )
+        self.label = label
+
+
+class EmptyDatasetError(DatasetError):
+    pass
+
+
+class SampleError(InputError):
+    """The sample generator was asked for something it cannot make, or where it must not write."""

@@ -1,0 +1,72 @@
+"""Fixtures for the detector: PlantDoc's real annotations with blank images, and the sample dataset.
+
+``data/plantdoc/`` holds annotation files of PlantDoc's object-detection release, unmodified
+(provenance and licence in its SOURCE.md); it has no images, so ``plantdoc_root`` writes a
+blank JPEG for every image the annotations name, at the size they state.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from detector.sample import generate_sample
+
+PLANTDOC = Path(__file__).parent / "data" / "plantdoc"
+SPLITS = {"train": "TRAIN", "test": "TEST"}
+# The size given to images annotated as 0x0: smaller than their boxes, so one box is clipped
+# and one ends up with no area (SouthernRustLeaf's box starts at y=142).
+ZERO_SIZE_FALLBACK = (320, 140)
+
+
+def stated_size(width: str | None, height: str | None) -> tuple[int, int]:
+    return int(width or 0), int(height or 0)
+
+
+def blank_jpeg(size: tuple[int, int], cache: dict[tuple[int, int], bytes]) -> bytes:
+    if size not in cache:
+        buffer = io.BytesIO()
+        Image.new("L", size, 128).save(buffer, "JPEG", quality=10)
+        cache[size] = buffer.getvalue()
+    return cache[size]
+
+
+@pytest.fixture(scope="session")
+def plantdoc_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of data/plantdoc with an image for every XML and CSV name. Read-only for tests.
+
+    Sizes: the XML's ``<size>`` (for names in both, the XML wins), else the first CSV row's;
+    ``ZERO_SIZE_FALLBACK`` where that is 0x0. ``image_sizes(root)`` tells what was written.
+    """
+    root = tmp_path_factory.mktemp("plantdoc")
+    cache: dict[tuple[int, int], bytes] = {}
+    for split, folder in SPLITS.items():
+        target = root / folder
+        target.mkdir()
+        sizes: dict[str, tuple[int, int]] = {}
+        for xml in sorted((PLANTDOC / folder).glob("*.xml")):
+            shutil.copy(xml, target / xml.name)
+            tree = ET.parse(xml).getroot()
+            sizes[tree.findtext("filename")] = stated_size(tree.findtext("size/width"), tree.findtext("size/height"))
+        with (PLANTDOC / f"{split}_labels.csv").open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                sizes.setdefault(row["filename"], stated_size(row["width"], row["height"]))
+        shutil.copy(PLANTDOC / f"{split}_labels.csv", root / f"{split}_labels.csv")
+        for name, size in sizes.items():
+            actual = size if size[0] > 0 and size[1] > 0 else ZERO_SIZE_FALLBACK
+            (target / name).write_bytes(blank_jpeg(actual, cache))
+    return root
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small sample dataset (12 images, 128 px), made once per session. Read-only for tests."""
+    root = tmp_path_factory.mktemp("sample") / "sample"
+    generate_sample(root, images=12, seed=7, size=128)
+    return root
