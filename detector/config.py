@@ -37,3 +37,17 @@ SAMPLE_SEED = 0
 SAMPLE_IMAGES = 80
 SAMPLE_SIZE = 256
 SAMPLE_TEST_FRACTION = 0.25
+
+# Serving (detector/serve.py): SageMaker's container contract.
+# SageMaker extracts model.tar.gz here and runs `docker run IMAGE serve`.
+SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
+SERVE_HOST = "0.0.0.0"
+SERVE_PORT = 8080
+# SageMaker sets this when the container must listen elsewhere than 8080.
+SERVE_PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
+# InvokeEndpoint's payload limit: larger requests never reach a real endpoint.
+MAX_REQUEST_BYTES = 6 * 1024 * 1024
+# Decoded images above this many pixels are refused (a small PNG can claim gigapixels).
+MAX_IMAGE_PIXELS = 40_000_000
+# SageMaker sends SIGKILL 30 s after SIGTERM: in-flight requests get this long to finish.
+DRAIN_SECONDS = 25.0

@@ -91,3 +91,44 @@ class EmptyDatasetError(DatasetError):
 
 class SampleError(InputError):
     """The sample generator was asked for something it cannot make, or where it must not write."""
+
+
+class ExportError(InputError):
+    """A model cannot be exported as asked (the target folder, a mismatched class map or weights)."""
+
+
+class ExportFormatError(InputError):
+    """A folder or archive that should hold an export does not (or holds an unknown version)."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(
+            f"{where}: {problem}",
+            fix="point at a folder written by `python -m detector export` (or SageMaker's /opt/ml/model "
+            "extracted from its model.tar.gz); re-export models made by other versions",
+        )
+        self.where = where
+        self.problem = problem
+
+
+class InvalidImageError(InputError):
+    """An image given for prediction is not one: wrong bytes, shape, type, or no pixels."""
+
+
+class ServeError(InputError):
+    """The server cannot start as configured (the port, the host, the model folder)."""
+
+
+class DeployError(DetectorError):
+    """A deployment step failed: the cloud call, the local server, or its smoke test."""
+
+
+class DeployTimeoutError(DeployError):
+    pass
+
+
+class RequestError(InputError):
+    """An HTTP request the server refuses; ``status`` is the HTTP status it answers with."""
+
+    def __init__(self, status: int, headline: str, *, fix: str | None = None) -> None:
+        super().__init__(headline, fix=fix)
+        self.status = status

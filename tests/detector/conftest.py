@@ -1,4 +1,4 @@
-"""Fixtures for the detector: PlantDoc's real annotations with blank images, and the sample dataset.
+"""Fixtures for the detector: PlantDoc annotations with blank images, the sample dataset, an export.
 
 ``data/plantdoc/`` holds annotation files of PlantDoc's object-detection release, unmodified
 (provenance and licence in its SOURCE.md); it has no images, so ``plantdoc_root`` writes a
@@ -11,7 +11,9 @@ import csv
 import io
 import shutil
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -70,3 +72,55 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sample") / "sample"
     generate_sample(root, images=12, seed=7, size=128)
     return root
+
+
+@dataclass(frozen=True)
+class ExportedFixture:
+    """A 3-class ``test``-config RetinaNet, its weights and class map files, and its export."""
+
+    model: Any
+    config: Any
+    class_map: Any
+    weights: Path
+    class_map_path: Path
+    export: Any
+
+    @property
+    def path(self) -> Path:
+        return Path(self.export.path)
+
+
+@pytest.fixture(scope="session")
+def exported_model(tmp_path_factory: pytest.TempPathFactory) -> ExportedFixture:
+    """Built and exported once per session (~10 s). Read-only for tests.
+
+    The weights are untrained, but the classification head's last layer is sharpened (kernel
+    x30, bias +2.5) so scores spread over 0.5-0.9 instead of all sitting at the 0.01 prior: the
+    detections then differ clearly from one another, and comparisons between the SavedModel,
+    the server and Keras' own ``predict`` do not hinge on near-ties in non-max suppression.
+    """
+    from detector.data import ClassMap, save_class_map
+    from detector.export import export_model
+    from detector.model import build_model, get_config
+
+    root = tmp_path_factory.mktemp("exported")
+    config = get_config("test", max_detections=10)
+    class_map = ClassMap(("blight", "healthy", "rust"))
+    model = build_model(config, num_classes=len(class_map), seed=0)
+    head = model.classification_head.prediction_layer
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * 30, bias + 2.5])
+    weights = root / "model.weights.h5"
+    model.save_weights(str(weights))
+    class_map_path = root / "class_map.json"
+    save_class_map(class_map, class_map_path)
+    export = export_model(model, config, class_map, root / "export")
+    return ExportedFixture(model, config, class_map, weights, class_map_path, export)
+
+
+@pytest.fixture(scope="session")
+def predictor(exported_model: ExportedFixture) -> Any:
+    """The session's export loaded in this process (detector.export.Predictor)."""
+    from detector.export import load_exported
+
+    return load_exported(exported_model.path)

@@ -1,0 +1,244 @@
+"""The HTTP server over real sockets: SageMaker's /ping and /invocations, errors, load, shutdown.
+
+The server runs as ``python -m detector serve`` in a subprocess, the way SageMaker starts it.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from detector import config
+from detector.__main__ import main
+from detector.errors import ServeError
+from detector.serve import decode_image_bytes, resolve_port
+from tests.detector.conftest import ExportedFixture
+from tests.detector.support import assert_same_detections, encode, leaf_image
+
+START_TIMEOUT = 120
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(model_dir: Path, log_path: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    """``python -m detector -v serve`` on 127.0.0.1; waits for its "serving ... on URL" line."""
+    command = [sys.executable, "-m", "detector", "-v", "serve", "--model-dir", str(model_dir), "--host", "127.0.0.1"]
+    with open(log_path, "wb") as output:
+        process = subprocess.Popen(
+            [*command, *args], stdout=output, stderr=subprocess.STDOUT, cwd=config.PROJECT_ROOT, env=env
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        match = re.search(r"serving .* on http://127\.0\.0\.1:(\d+)", log_path.read_text(errors="replace"))
+        if match:
+            return Server(process, "127.0.0.1", int(match.group(1)), log_path)
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"the server did not start: {log_path.read_text(errors='replace')}")
+
+
+def request(server: Server, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> Any:
+    """(status, parsed JSON body) of one request on a fresh connection."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    headers = {"Content-Type": content_type} if content_type else {}
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        connection.close()
+
+
+def invoke(server: Server, body: bytes, content_type: str | None) -> Any:
+    return request(server, "POST", "/invocations", body, content_type)
+
+
+@pytest.fixture(scope="module")
+def server(exported_model: ExportedFixture, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log_path = tmp_path_factory.mktemp("serve") / "server.log"
+    running = start_server(exported_model.path, log_path, "--port", "0")
+    yield running
+    running.process.send_signal(signal.SIGTERM)
+    assert running.process.wait(30) == 0
+
+
+def test_ping_answers_200_once_loaded(server: Server) -> None:
+    assert request(server, "GET", "/ping") == (200, {"status": "ok"})
+
+
+def test_png_and_jpeg_bodies_give_the_in_process_detections(server: Server, predictor: Any) -> None:
+    image = leaf_image(180, 120, seed=11)
+    status, payload = invoke(server, encode(image, "PNG"), "image/png")
+    assert status == 200 and len(payload["predictions"]) == 1
+    assert payload["predictions"][0], "the fixture model should detect something"
+    assert_same_detections(payload["predictions"][0], predictor.predict(image))
+
+    jpeg = encode(image, "JPEG")
+    status, payload = invoke(server, jpeg, "image/jpeg")
+    assert status == 200
+    assert_same_detections(payload["predictions"][0], predictor.predict(decode_image_bytes(jpeg)))
+
+
+def test_json_instances_as_pixel_lists_and_base64(server: Server, predictor: Any) -> None:
+    images = [leaf_image(64, 48, seed=1), leaf_image(90, 140, seed=2), leaf_image(130, 100, seed=3)]
+    jpeg = encode(images[2], "JPEG")
+    instances = [
+        images[0].tolist(),
+        {"b64": base64.b64encode(encode(images[1], "PNG")).decode()},
+        {"b64": base64.b64encode(jpeg).decode()},
+    ]
+    body = json.dumps({"instances": instances}).encode()
+    status, payload = invoke(server, body, "application/json; charset=utf-8")
+    assert status == 200 and len(payload["predictions"]) == 3
+    expected = [predictor.predict(images[0]), predictor.predict(images[1]), predictor.predict(decode_image_bytes(jpeg))]
+    for got, want in zip(payload["predictions"], expected, strict=True):
+        assert_same_detections(got, want)
+
+
+def _json(instances: Any) -> bytes:
+    return json.dumps({"instances": instances}).encode()
+
+
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "message"),
+    [
+        ("text/plain", b"hello", 415, "Content-Type text/plain is not supported"),
+        (None, b"hello", 415, "Content-Type none is not supported"),
+        ("image/png", b"this is not an image", 400, "not a JPEG or PNG image"),
+        ("image/jpeg", b"\xff\xd8\xff\xe0" + b"\x00" * 64, 400, "image"),
+        ("image/png", GIF, 400, "GIF image"),
+        ("image/png", b"", 400, "body is empty"),
+        ("application/json", b"", 400, "body is empty"),
+        ("application/json", b"{not json", 400, "not JSON"),
+        ("application/json", b'{"inputs": []}', 400, '{"instances": [...]}'),
+        ("application/json", _json([]), 400, '"instances" is empty'),
+        ("application/json", _json([[]]), 400, "instance 0: empty image"),
+        ("application/json", _json([[[]]]), 400, "instance 0: empty image"),
+        ("application/json", _json([[[[1, 2, 3]]], [[1, 2]]]), 400, "instance 1: expected height x width x 3"),
+        ("application/json", _json([[[[1, 2, 3]], [[1, 2]]]]), 400, "instance 0: rows of different lengths"),
+        ("application/json", _json([[[[0, 300, 0]]]]), 400, "0-255"),
+        ("application/json", _json([[[[0.5, 1, 2]]]]), 400, "integers"),
+        ("application/json", _json([{"b64": "***"}]), 400, "not valid base64"),
+        ("application/json", _json([{"b64": base64.b64encode(b"text").decode()}]), 400, "instance 0 is not a JPEG"),
+        ("application/json", _json(["x"]), 400, "instance 0: expected"),
+    ],
+)
+def test_bad_requests_get_a_json_error(
+    server: Server, content_type: str | None, body: bytes, status: int, message: str
+) -> None:
+    got, payload = invoke(server, body, content_type)
+    assert got == status, payload
+    assert message in payload["error"]
+
+
+def test_oversized_bodies_get_413_and_the_server_carries_on(server: Server) -> None:
+    status, payload = invoke(server, b"\0" * (config.MAX_REQUEST_BYTES + 1), "image/png")
+    assert status == 413 and "limit" in payload["error"] and "fix" in payload
+    assert request(server, "GET", "/ping")[0] == 200
+
+
+def test_other_paths_and_methods(server: Server) -> None:
+    assert request(server, "GET", "/nope")[0] == 404
+    assert request(server, "POST", "/ping", b"x", "image/png")[0] == 404
+    assert request(server, "GET", "/invocations")[0] == 405
+
+
+def test_concurrent_requests_are_all_answered_correctly(server: Server, predictor: Any) -> None:
+    images = [leaf_image(60 + 13 * i, 150 - 7 * i, seed=100 + i) for i in range(12)]
+    expected = [predictor.predict(image) for image in images]
+
+    def call(image: np.ndarray) -> Any:
+        return invoke(server, encode(image, "PNG"), "image/png")
+
+    with ThreadPoolExecutor(max_workers=len(images)) as pool:
+        answers = list(pool.map(call, images))
+    for (status, payload), want in zip(answers, expected, strict=True):
+        assert status == 200
+        assert_same_detections(payload["predictions"][0], want)
+    latencies = [float(ms) for ms in re.findall(r"invocation: 1 image\(s\) in ([\d.]+) ms", server.log())]
+    assert len(latencies) >= len(images)
+    print(f"server-side latency per image: median {np.median(latencies):.1f} ms, max {max(latencies):.1f} ms")
+
+
+@pytest.mark.slow
+def test_sigterm_drains_an_in_flight_request_and_exits_0(exported_model: ExportedFixture, tmp_path: Path) -> None:
+    # Also checks that SageMaker's port variable is honoured when --port is not given.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, config.SERVE_PORT_ENV: str(port)}
+    server = start_server(exported_model.path, tmp_path / "server.log", env=env)
+    assert server.port == port
+    image = leaf_image(100, 100, seed=3)
+    body = encode(image, "PNG")
+    with socket.create_connection((server.host, server.port), timeout=60) as slow:
+        head = (
+            f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        slow.sendall(head.encode() + body[:100])
+        time.sleep(0.5)  # the server has accepted it and waits for the rest of the body
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert server.process.poll() is None, "the server exited with a request in flight"
+        slow.sendall(body[100:])
+        response = b""
+        while chunk := slow.recv(65536):
+            response += chunk
+    status_line, _, rest = response.partition(b"\r\n")
+    assert b" 200 " in status_line
+    assert len(json.loads(rest.split(b"\r\n\r\n", 1)[1])["predictions"][0]) > 0
+    assert server.process.wait(30) == 0
+    assert "received SIGTERM" in server.log() and "server stopped" in server.log()
+
+
+def test_port_resolution_follows_option_then_environment_then_default() -> None:
+    assert resolve_port(None, {}) == 8080
+    assert resolve_port(None, {config.SERVE_PORT_ENV: "9000"}) == 9000
+    assert resolve_port(7000, {config.SERVE_PORT_ENV: "9000"}) == 7000
+    with pytest.raises(ServeError, match="not a port number"):
+        resolve_port(None, {config.SERVE_PORT_ENV: "http"})
+    with pytest.raises(ServeError, match="outside"):
+        resolve_port(70000, {})
+
+
+def test_cli_serve_errors_are_one_line_and_a_fix(
+    exported_model: ExportedFixture, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["serve", "--model-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "no saved_model.pb" in err[0] and err[1].startswith("  fix: ")
+
+    monkeypatch.setenv(config.SERVE_PORT_ENV, "eighty")
+    assert main(["serve", "--model-dir", str(exported_model.path), "--host", "127.0.0.1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "not a port number" in err[0] and err[1].startswith("  fix: ")
