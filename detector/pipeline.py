@@ -1,0 +1,143 @@
+"""The stages wired end to end on a dataset folder: what `python -m detector train|evaluate` and
+the flow's steps call.
+
+A training run directory holds everything the later stages need:
+
+    RUN_DIR/class_map.json              the class names, in id order
+    RUN_DIR/run.json                    configuration name, seed, epochs, data folder
+    RUN_DIR/checkpoints/*.weights.h5    best (by validation loss) and last weights
+    RUN_DIR/eval/                       eval.json, pr_curve.png, sample_*.png (after evaluate)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from detector.errors import InputError
+
+log = logging.getLogger(__name__)
+
+RUN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    run_dir: Path
+    config_name: str
+    weights: Path
+    class_names: tuple[str, ...]
+    history: dict[str, list[float]]
+    seconds: float
+    wandb_mode: str
+
+
+def train_on_folder(
+    data_dir: Path,
+    run_dir: Path,
+    *,
+    config_name: str = "default",
+    epochs: int | None = None,
+    seed: int = 0,
+    wandb_mode: str = "auto",
+) -> TrainedRun:
+    """Train ``config_name`` on the TRAIN split of a PlantDoc-layout folder (validation split by
+    file-name hash), saving the class map, run record and checkpoints in ``run_dir``.
+
+    Raises DatasetError for an unusable folder, InputError for an unknown configuration.
+    """
+    from detector.data import build_class_map, load_plantdoc, make_dataset, save_class_map, split_records
+    from detector.train import train
+
+    config = _config(config_name)
+    records, _ = load_plantdoc(Path(data_dir), split="train")
+    train_records, val_records = split_records(records, seed=seed)
+    class_map = build_class_map(records)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_class_map(class_map, run_dir / "class_map.json")
+    result = train(
+        config,
+        train_ds=make_dataset(train_records, class_map, max_boxes=config.max_boxes),
+        val_ds=make_dataset(val_records, class_map, max_boxes=config.max_boxes) if val_records else None,
+        class_names=class_map.names,
+        run_dir=run_dir,
+        epochs=epochs,
+        seed=seed,
+        wandb_mode=wandb_mode,  # type: ignore[arg-type]
+        verbose=2,
+    )
+    weights = result.best_checkpoint or result.last_checkpoint
+    record = {
+        "format-version": RUN_FORMAT,
+        "config": config.name,
+        "seed": seed,
+        "epochs": result.epochs,
+        "data_dir": str(Path(data_dir).resolve()),
+        "weights": weights.name,
+    }
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    return TrainedRun(
+        run_dir=run_dir,
+        config_name=config.name,
+        weights=weights,
+        class_names=tuple(class_map.names),
+        history=result.history,
+        seconds=result.seconds,
+        wandb_mode=result.wandb_mode,
+    )
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], Any, Any]:
+    """(run record, model config, class map) of a training run. Raises InputError when unusable."""
+    from detector.data import load_class_map
+
+    run_dir = Path(run_dir)
+    try:
+        record = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        raise InputError(
+            f"{run_dir} is not a training run (no readable run.json)",
+            fix="pass the --run-dir of `python -m detector train`",
+        ) from None
+    if record.get("format-version") != RUN_FORMAT:
+        raise InputError(f"{run_dir}/run.json has format version {record.get('format-version')}, expected {RUN_FORMAT}")
+    return record, _config(record["config"]), load_class_map(run_dir / "class_map.json")
+
+
+def evaluate_run(run_dir: Path, data_dir: Path | None = None, *, out_dir: Path | None = None) -> Any:
+    """COCO-evaluate a training run's weights on the TEST split; writes eval/ under the run.
+
+    Returns the EvalResult (also saved as ``eval.json``).
+    """
+    from detector.data import load_plantdoc, make_dataset
+    from detector.evaluate import evaluate
+    from detector.export import model_from_weights
+
+    record, config, class_map = load_run(run_dir)
+    data_dir = Path(data_dir or record["data_dir"])
+    model = model_from_weights(config, class_map, Path(run_dir) / "checkpoints" / record["weights"])
+    records, _ = load_plantdoc(data_dir, split="test")
+    out_dir = Path(out_dir or Path(run_dir) / "eval")
+    result = evaluate(
+        model,
+        make_dataset(records, class_map, max_boxes=config.max_boxes),
+        image_size=config.image_size,
+        class_names=class_map.names,
+        out_dir=out_dir,
+        batch_size=config.batch_size,
+    )
+    (out_dir / "eval.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return result
+
+
+def _config(name: str) -> Any:
+    from detector.model import get_config
+
+    try:
+        return get_config(name)
+    except KeyError as error:
+        raise InputError(str(error.args[0]), fix="use --config test, default or full") from None
