@@ -52,18 +52,23 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Goal:
-    kind: Literal["ratio_at_least", "value_at_most"]
+    kind: Literal["ratio_at_least", "value_at_most", "overhead_at_most"]
     threshold: float
 
     @property
     def text(self) -> str:
         if self.kind == "ratio_at_least":
             return f"≥{self.threshold:g}× faster"
+        if self.kind == "overhead_at_most":
+            return f"≤{self.threshold:.0%} overhead"
         return f"≤{self.threshold:g} s"
 
     def met(self, *, value: float, ratio: float | None) -> bool | None:
         if self.kind == "ratio_at_least":
             return None if ratio is None else ratio >= self.threshold
+        if self.kind == "overhead_at_most":
+            # ratio = alternative / envtiers: the overhead of envtiers' side is 1/ratio - 1.
+            return None if not ratio else 1 / ratio - 1 <= self.threshold
         return value <= self.threshold
 
     def to_dict(self) -> dict[str, Any]:
