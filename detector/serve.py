@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import concurrent.futures
 import io
 import json
 import logging
@@ -190,7 +191,7 @@ class InvocationHandler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
             images = parse_invocation(self.headers.get("Content-Type"), body)
-            predictions = [self.server.predictor.predict(image) for image in images]
+            predictions = self.server.predict(images)
         except RequestError as error:
             self._send_error(error)
         except (TimeoutError, ConnectionError) as error:
@@ -280,8 +281,19 @@ class DetectorServer(ThreadingHTTPServer):
         super().__init__(address, InvocationHandler)
         self.predictor = predictor
         self.max_body_bytes = max_body_bytes
+        # Every request thread is new, and TensorFlow sets up per-thread state on a thread's first
+        # call: one long-lived worker runs the model instead (the predictor serialises calls anyway).
+        self._model_worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._in_flight = 0
         self._idle = threading.Condition()
+
+    def predict(self, images: list[np.ndarray]) -> list[list[Any]]:
+        """Detections for each image, computed on the model worker thread."""
+        return self._model_worker.submit(lambda: [self.predictor.predict(image) for image in images]).result()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._model_worker.shutdown(wait=False)
 
     @property
     def url(self) -> str:
