@@ -45,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from detector.pipeline import evaluate_run
 
-    result = evaluate_run(args.run_dir, args.data)
+    result = evaluate_run(args.run_dir, args.data, wandb_mode=args.wandb)
     print(f"AP {result.ap:.3f}  AP50 {result.ap50:.3f}  AP75 {result.ap75:.3f}  ({result.num_images} images)")
     for name, value in result.metrics.ap_per_class.items():
         print(f"  AP[{name}] {value:.3f}")
@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--run-dir", type=Path, required=True, help="a folder written by `train`")
     evaluate.add_argument("--data", type=Path, help="dataset folder (default: the one the run trained on)")
+    evaluate.add_argument("--wandb", choices=("auto", "online", "offline", "disabled"), default="auto")
     evaluate.set_defaults(handler=cmd_evaluate)
     _add_export(commands)
     _add_serve(commands)

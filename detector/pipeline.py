@@ -108,14 +108,18 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], Any, Any]:
     return record, _config(record["config"]), load_class_map(run_dir / "class_map.json")
 
 
-def evaluate_run(run_dir: Path, data_dir: Path | None = None, *, out_dir: Path | None = None) -> Any:
-    """COCO-evaluate a training run's weights on the TEST split; writes eval/ under the run.
+def evaluate_run(
+    run_dir: Path, data_dir: Path | None = None, *, out_dir: Path | None = None, wandb_mode: str = "auto"
+) -> Any:
+    """COCO-evaluate a training run's weights on the TEST split; writes eval/ under the run and
+    logs the metrics and plots to W&B (offline under the run unless WANDB_API_KEY is set).
 
     Returns the EvalResult (also saved as ``eval.json``).
     """
     from detector.data import load_plantdoc, make_dataset
-    from detector.evaluate import evaluate
+    from detector.evaluate import evaluate, log_to_wandb
     from detector.export import model_from_weights
+    from detector.train import finish_wandb, start_wandb
 
     record, config, class_map = load_run(run_dir)
     data_dir = Path(data_dir or record["data_dir"])
@@ -131,6 +135,16 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, *, out_dir: Path |
         batch_size=config.batch_size,
     )
     (out_dir / "eval.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    run, _ = start_wandb(
+        wandb_mode,  # type: ignore[arg-type]
+        run_dir=Path(run_dir),
+        name=f"evaluate-{Path(run_dir).name}",
+        config={"config": config.name, "data_dir": str(data_dir)},
+    )
+    try:
+        log_to_wandb(result, run=run)
+    finally:
+        finish_wandb(run)
     return result
 
 

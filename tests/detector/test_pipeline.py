@@ -42,6 +42,7 @@ def test_train_then_evaluate_writes_the_run_and_per_class_ap(sample_root: Path, 
     assert {"ap", "ap50", "ap75"} <= set(result)
     assert (run_dir / "eval" / "pr_curve.png").stat().st_size > 0
     assert "AP50" in evaluated.stdout
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 2, "evaluation logs its own offline W&B run"
 
 
 def test_evaluate_on_a_folder_that_is_not_a_run_is_one_line(tmp_path: Path) -> None:
