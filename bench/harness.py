@@ -15,24 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envtiers.settings import REDIRECTING_VARIABLES
+
 REPO = Path(__file__).resolve().parent.parent
 
-# Settings that would point envtiers or uv somewhere other than the scratch project and PyPI.
-_LEAKY = (
-    "ENVTIERS_PROJECT",
-    "ENVTIERS_CACHE_DIR",
-    "ENVTIERS_INDEX_URL",
-    "ENVTIERS_UV",
-    "UV_INDEX",
-    "UV_INDEX_URL",
-    "UV_DEFAULT_INDEX",
-    "UV_EXTRA_INDEX_URL",
-    "UV_FIND_LINKS",
-    "UV_OFFLINE",
-    "UV_NO_CACHE",
-    "UV_CACHE_DIR",
-    "VIRTUAL_ENV",
-)
 # pip settings that only affect how pip talks to the network, not what it installs.
 _PIP_KEEP = ("PIP_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_RETRIES")
 
@@ -118,7 +104,7 @@ def envtiers_command(project: Path, *args: str) -> list[str]:
 
 def envtiers_env(**extra: str) -> dict[str, str]:
     """The environment for an envtiers CLI run: this source tree first on sys.path, no leaking settings."""
-    env = {key: value for key, value in os.environ.items() if key not in _LEAKY}
+    env = {key: value for key, value in os.environ.items() if key not in REDIRECTING_VARIABLES}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env.update(extra)
     return env
@@ -131,7 +117,7 @@ def clean_pip_env(**extra: str) -> tuple[dict[str, str], list[str]]:
     comparison must use the same package source on both sides. Returns (env, names dropped).
     """
     dropped = sorted(k for k in os.environ if k.startswith("PIP_") and k not in _PIP_KEEP)
-    env = {k: v for k, v in os.environ.items() if k not in dropped and k not in _LEAKY}
+    env = {k: v for k, v in os.environ.items() if k not in dropped and k not in REDIRECTING_VARIABLES}
     env["PIP_CONFIG_FILE"] = os.devnull
     env.update(extra)
     return env, dropped

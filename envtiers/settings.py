@@ -18,6 +18,26 @@ from envtiers.platforms import PLATFORMS
 
 SETTINGS_FILE = Path("envs") / "tiers.toml"
 
+# Variables that point envtiers or uv at another project, index, cache or interpreter. Harnesses
+# that must see only their own inputs (the tests, the benchmarks) clear these first.
+REDIRECTING_VARIABLES = (
+    "ENVTIERS_PROJECT",
+    "ENVTIERS_CACHE_DIR",
+    "ENVTIERS_INDEX_URL",
+    "ENVTIERS_UV",
+    "UV_INDEX",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_OFFLINE",
+    "UV_NO_CACHE",
+    "UV_CACHE_DIR",
+    "UV_PYTHON",
+    "UV_HTTP_RETRIES",
+    "VIRTUAL_ENV",
+)
+
 
 @dataclass(frozen=True)
 class PipSettings:

@@ -14,24 +14,8 @@ from typing import Any
 import pytest
 
 from envtiers.pip.locker import lock
-from envtiers.settings import Project, load_project
+from envtiers.settings import REDIRECTING_VARIABLES, Project, load_project
 from tests.support import PackageIndex, build_packages, write_project
-
-_LEAKY_SETTINGS = (
-    "ENVTIERS_PROJECT",
-    "ENVTIERS_INDEX_URL",
-    "ENVTIERS_UV",
-    "UV_INDEX",
-    "UV_INDEX_URL",
-    "UV_DEFAULT_INDEX",
-    "UV_EXTRA_INDEX_URL",
-    "UV_FIND_LINKS",
-    "UV_OFFLINE",
-    "UV_NO_CACHE",
-    "UV_PYTHON",
-    "UV_HTTP_RETRIES",
-    "VIRTUAL_ENV",
-)
 
 # The spec most index-backed tests lock: a pure package, a platform-tagged one, and markers.
 BASE_SPEC = "purepkg\nplatpkg\nmarkerpkg\n"
@@ -39,7 +23,7 @@ BASE_SPEC = "purepkg\nplatpkg\nmarkerpkg\n"
 
 @pytest.fixture(autouse=True)
 def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in _LEAKY_SETTINGS:
+    for name in REDIRECTING_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
     monkeypatch.setenv("UV_NO_CONFIG", "1")
