@@ -73,6 +73,8 @@ class EvalResult:
     num_detections: int
     pr_curve_path: Path | None
     sample_paths: tuple[Path, ...]
+    # One entry per image, in dataset order, in the resized frame the model sees.
+    predictions: tuple[Detections, ...] = field(default=(), repr=False)
 
     @property
     def ap(self) -> float:
@@ -288,6 +290,7 @@ def evaluate(
         num_detections=sum(len(p.classes) for p in predicted),
         pr_curve_path=pr_path,
         sample_paths=samples,
+        predictions=tuple(predicted),
     )
     log.info("COCO AP %.3f, AP50 %.3f, AP75 %.3f on %d images", result.ap, result.ap50, result.ap75, len(images))
     return result

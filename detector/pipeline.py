@@ -43,16 +43,20 @@ def train_on_folder(
     epochs: int | None = None,
     seed: int = 0,
     wandb_mode: str = "auto",
+    overrides: dict[str, Any] | None = None,
 ) -> TrainedRun:
     """Train ``config_name`` on the TRAIN split of a PlantDoc-layout folder (validation split by
     file-name hash), saving the class map, run record and checkpoints in ``run_dir``.
 
-    Raises DatasetError for an unusable folder, InputError for an unknown configuration.
+    ``overrides`` replaces configuration fields (``image_size``, ``batch_size``); the run record
+    keeps them, so evaluation and export rebuild the same model.
+    Raises DatasetError for an unusable folder, InputError for an unknown configuration or field.
     """
     from detector.data import build_class_map, load_plantdoc, make_dataset, save_class_map, split_records
     from detector.train import train
 
-    config = _config(config_name)
+    overrides = {k: v for k, v in (overrides or {}).items() if v}
+    config = _config(config_name, overrides)
     records, _ = load_plantdoc(Path(data_dir), split="train")
     train_records, val_records = split_records(records, seed=seed)
     class_map = build_class_map(records)
@@ -74,6 +78,7 @@ def train_on_folder(
     record = {
         "format-version": RUN_FORMAT,
         "config": config.name,
+        "overrides": overrides,
         "seed": seed,
         "epochs": result.epochs,
         "data_dir": str(Path(data_dir).resolve()),
@@ -105,7 +110,8 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], Any, Any]:
         ) from None
     if record.get("format-version") != RUN_FORMAT:
         raise InputError(f"{run_dir}/run.json has format version {record.get('format-version')}, expected {RUN_FORMAT}")
-    return record, _config(record["config"]), load_class_map(run_dir / "class_map.json")
+    config = _config(record["config"], record.get("overrides") or {})
+    return record, config, load_class_map(run_dir / "class_map.json")
 
 
 def evaluate_run(
@@ -148,10 +154,101 @@ def evaluate_run(
     return result
 
 
-def _config(name: str) -> Any:
+def deploy_run(
+    run_dir: Path, *, target: str = "local", sagemaker: dict[str, Any] | None = None, keep_serving: bool = False
+) -> dict[str, Any]:
+    """Export a training run (SavedModel + model.tar.gz under ``run_dir/export``) and deploy it.
+
+    ``local``: start the SageMaker-contract server here, smoke-test ``/invocations`` and stop it
+    (unless ``keep_serving``). ``sagemaker``: upload and create/update the endpoint described by
+    ``sagemaker`` (endpoint_name, role_arn, bucket, image_uri, optional region). Returns the model
+    location, its SHA-256, the endpoint URL and the smoke test's outcome.
+    """
+    from detector.deploy import SageMakerTarget, deploy_local, deploy_sagemaker
+    from detector.export import export_model, model_from_weights, package_model_tar
+
+    record, config, class_map = load_run(run_dir)
+    run_dir = Path(run_dir)
+    model = model_from_weights(config, class_map, run_dir / "checkpoints" / record["weights"])
+    exported = export_model(model, config, class_map, run_dir / "export" / "model", overwrite=True)
+    archive = package_model_tar(exported.path, run_dir / "export" / "model.tar.gz")
+    if target == "local":
+        deployment = deploy_local(model_dir=exported.path, log_path=run_dir / "export" / "serve.log")
+        try:
+            smoke = deployment.smoke
+            result = {
+                "model_location": str(archive.path),
+                "model_sha256": archive.sha256,
+                "endpoint_url": deployment.url,
+                "smoke_test": None if smoke is None else {"detections": smoke.detections, "seconds": smoke.seconds},
+            }
+        finally:
+            if not keep_serving:
+                deployment.stop()
+        return result
+    if target == "sagemaker":
+        settings = dict(sagemaker or {})
+        deployed = deploy_sagemaker(model=archive.path, target=SageMakerTarget(**settings))
+        return {
+            "model_location": deployed.model_data_url,
+            "model_sha256": archive.sha256,
+            "endpoint_url": f"https://runtime.sagemaker.{deployed.region}.amazonaws.com/endpoints/"
+            f"{deployed.endpoint_name}/invocations",
+            "smoke_test": {"action": deployed.action, "seconds": deployed.seconds},
+        }
+    raise InputError(f"unknown deploy target {target!r}", fix="use local or sagemaker")
+
+
+def augmented_sample(data_dir: Path, run_dir: Path, *, seed: int = 0) -> dict[str, Any]:
+    """The first image of the first training batch as the model sees it (flipped, jittered,
+    resized), with its boxes and class names: what to look at when training goes wrong."""
+    import numpy as np
+
+    from detector.augment import augment_batches
+    from detector.data import load_plantdoc, make_dataset
+
+    _, config, class_map = load_run(run_dir)
+    records, _ = load_plantdoc(Path(data_dir), split="train")
+    batches = augment_batches(
+        make_dataset(records[: config.batch_size], class_map, max_boxes=config.max_boxes),
+        image_size=config.image_size,
+        batch_size=config.batch_size,
+        seed=seed,
+        max_boxes=config.max_boxes,
+        jitter_scale=config.jitter_scale,
+        shuffle_buffer=None,
+    )
+    batch = next(iter(batches))
+    classes = np.asarray(batch["bounding_boxes"]["classes"][0]).astype(int)
+    keep = classes >= 0
+    return {
+        "image": np.clip(np.asarray(batch["images"][0]), 0, 255).astype(np.uint8),
+        "boxes": np.asarray(batch["bounding_boxes"]["boxes"][0])[keep].tolist(),
+        "classes": [class_map.names[k] for k in classes[keep]],
+    }
+
+
+_OVERRIDABLE = ("image_size", "batch_size")
+
+
+def _config(name: str, overrides: dict[str, Any] | None = None) -> Any:
+    import dataclasses
+
     from detector.model import get_config
 
     try:
-        return get_config(name)
+        config = get_config(name)
     except KeyError as error:
         raise InputError(str(error.args[0]), fix="use --config test, default or full") from None
+    unknown = sorted(set(overrides or {}) - set(_OVERRIDABLE))
+    if unknown:
+        raise InputError(f"cannot override {', '.join(unknown)}", fix=f"override only {', '.join(_OVERRIDABLE)}")
+    for key, value in (overrides or {}).items():
+        if not isinstance(value, int) or value < 1:
+            raise InputError(f"{key} must be a positive integer, got {value!r}")
+    if (overrides or {}).get("image_size", 32) % 32:
+        raise InputError(
+            f"image_size {overrides['image_size']} is not a multiple of 32",  # type: ignore[index]
+            fix="RetinaNet's feature pyramid halves the image 5 times: use 256, 384, 512, 640...",
+        )
+    return dataclasses.replace(config, **(overrides or {}))
