@@ -64,6 +64,13 @@ def cmd_env_path(project: Project, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(project: Project, args: argparse.Namespace) -> int:
+    from envtiers.export import export
+
+    sys.stdout.write(export(project, tier=args.tier, fmt=args.format, platform=args.platform))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="envtiers", description="Reproducible environments in tiers.")
     parser.add_argument("--version", action="version", version=f"envtiers {__version__}")
@@ -82,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="verify lockfiles against their inputs (offline)")
     check.add_argument("--tier", action="append", choices=TIERS, help="only this tier (repeatable)")
     check.set_defaults(handler=cmd_check)
+
+    export = commands.add_parser("export", help="print a tier's pins for another tool (stock Metaflow @pypi)")
+    export.add_argument("--tier", choices=("pip", "conda"), default="pip")
+    export.add_argument("--format", choices=("metaflow",), default="metaflow")
+    export.add_argument("--platform", default="linux-64", help="whose lock (default linux-64: @batch, @kubernetes)")
+    export.set_defaults(handler=cmd_export)
 
     env = commands.add_parser("env", help="environments built from the lockfiles")
     env_commands = env.add_subparsers(dest="env_command", required=True)

@@ -1,0 +1,136 @@
+"""The tiers a flow's steps can run in, behind one interface the Metaflow extension calls.
+
+A tier answers four questions about a project:
+
+- `local_launch`: how does a task on this machine start inside the tier's environment?
+  (the pip tier: the interpreter of the env built from the host's lock; the image tier: `docker run`)
+- `bootstrap_commands` / `remote_python`: what does a remote task (AWS Batch, Kubernetes) run,
+  from the code package it downloaded, before its step command, and with which interpreter?
+- `remote_image`: which image a remote task must run in, when the tier decides it.
+
+Tiers never resolve anything: they build from committed lockfiles, or fail with the command that
+fixes them. The pip tier lives in `envtiers.pip.tier`; conda and image register here.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from envtiers.errors import InputError
+from envtiers.settings import Project
+
+TIER_NAMES = ("pip", "conda", "image")
+
+# Where a remote task builds its environment, relative to the code package it runs in.
+REMOTE_ENV_DIR = ".envtiers/env"
+REMOTE_TOOLS_DIR = ".envtiers/tools"
+
+# Set in every task's environment by the launcher, read by the task (and by `detector`).
+TIER_VARIABLE = "ENVTIERS_TIER"
+
+
+class TierNotAvailableError(InputError):
+    pass
+
+
+@dataclass(frozen=True)
+class LocalLaunch:
+    """How the runtime starts a task inside the tier: `argv` replaces the interpreter of Metaflow's
+    entrypoint (`[python, flow.py]` becomes `[*argv, flow.py]`), `env` is added to its environment."""
+
+    tier: str
+    key: str
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    created: bool = False
+    prefix: Path | None = None
+
+
+class Tier(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def local_launch(self, project: Project) -> LocalLaunch: ...
+
+    def bootstrap_commands(self, project: Project, platform: str) -> list[str]: ...
+
+    def remote_python(self, platform: str) -> str: ...
+
+    def remote_image(self, project: Project) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class UnavailableTier:
+    """A tier whose implementation has not landed: every use says so, with what works instead."""
+
+    name: str
+
+    def _refuse(self) -> TierNotAvailableError:
+        return TierNotAvailableError(
+            f"the {self.name} tier is not available yet in this version of envtiers",
+            fix="run with TIER=pip (make run TIER=pip, or --environment=envtiers-pip)",
+        )
+
+    def local_launch(self, project: Project) -> LocalLaunch:
+        raise self._refuse()
+
+    def bootstrap_commands(self, project: Project, platform: str) -> list[str]:
+        raise self._refuse()
+
+    def remote_python(self, platform: str) -> str:
+        raise self._refuse()
+
+    def remote_image(self, project: Project) -> str | None:
+        raise self._refuse()
+
+
+@dataclass(frozen=True)
+class ImageTier(UnavailableTier):
+    """Remote steps run the image recorded in lockfiles/image.json, pinned by digest; running
+    steps locally in the container comes with `make image` (the image tier's issue)."""
+
+    name: str = "image"
+
+    def bootstrap_commands(self, project: Project, platform: str) -> list[str]:
+        return [f"export {TIER_VARIABLE}=image"]  # the image is the environment: nothing to build
+
+    def remote_python(self, platform: str) -> str:
+        return "python"
+
+    def remote_image(self, project: Project) -> str | None:
+        from envtiers.image.record import read_record
+
+        return read_record(project).reference
+
+
+def get_tier(name: str) -> Tier:
+    if name == "pip":
+        from envtiers.pip.tier import PipTier
+
+        return PipTier()
+    if name == "image":
+        return ImageTier()
+    if name in TIER_NAMES:
+        return UnavailableTier(name)
+    raise InputError(f"unknown tier {name!r}", fix=f"use one of {', '.join(TIER_NAMES)}")
+
+
+def tools_bootstrap(project: Project) -> list[str]:
+    """Shell commands that install envtiers' own needs (uv, packaging) in a remote task, from the
+    hashed tools lock shipped in the code package: the only thing the task installs with pip."""
+    tools_lock = project.rel(project.lockfiles_dir / "tools.txt")
+    return [
+        "python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes "
+        f"--target {REMOTE_TOOLS_DIR} -r {shlex.quote(tools_lock)}",
+    ]
+
+
+def envtiers_command(*args: str) -> str:
+    """`python -m envtiers ARGS` as a remote task runs it: from the code package, on the tools."""
+    quoted = " ".join(shlex.quote(a) for a in args)
+    return (
+        f"PYTHONPATH={REMOTE_TOOLS_DIR}:. ENVTIERS_UV={REMOTE_TOOLS_DIR}/bin/uv python -m envtiers --project . {quoted}"
+    )
