@@ -10,6 +10,12 @@ VENV := .venv
 # envtiers runs from the source tree on the bootstrap interpreter (it needs only uv + packaging).
 ENVTIERS := PYTHONPATH=$(CURDIR) $(TOOLS)/bin/python -m envtiers
 PYTEST_ARGS ?=
+# make run: the flow's options (see `python flows/detector_flow.py run --help`).
+RUN_ARGS ?= --model-config test --wandb-mode offline
+# Metaflow refuses to run as "root" (it names runs after the user): fall back to a neutral name.
+METAFLOW_USER := $(if $(filter-out root,$(USER)),$(USER),envtiers)
+FLOW := PYTHONPATH=$(CURDIR) USER=$(METAFLOW_USER) TF_CPP_MIN_LOG_LEVEL=2 \
+	$(VENV)/bin/python flows/detector_flow.py --environment=envtiers-$(TIER)
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,17 +52,26 @@ test: venv ## Run the test suite (sets itself up first)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff + mypy
-	$(VENV)/bin/ruff check envtiers tests bench
-	$(VENV)/bin/ruff format --check envtiers tests bench
+	$(VENV)/bin/ruff check envtiers detector flows metaflow_extensions tests bench
+	$(VENV)/bin/ruff format --check envtiers detector flows metaflow_extensions tests bench
 	$(VENV)/bin/mypy
 
 bench: venv ## Run the benchmarks; writes bench/results/*.json and *.md
 	$(VENV)/bin/python -m bench
 
-run: venv ## Run the detector flow in the chosen tier (TIER=pip|conda|image)
-	@echo "make run: the detector flow is not wired yet (issue: 'The Metaflow flow, run inside the tier the user picks')."
-	@echo "Meanwhile: 'make check' and 'make test' work, and '$(ENVTIERS) env create --tier $(TIER)' builds the environment."
-	@exit 2
+check-tier:
+	@case "$(TIER)" in pip|conda|image) ;; *) echo "TIER must be pip, conda or image (got '$(TIER)')"; exit 2;; esac
+
+sample: venv ## Generate the synthetic PlantDoc-layout sample dataset in data/sample (once)
+	@test -f data/sample/train_labels.csv || $(VENV)/bin/python -m detector sample
+
+run: check-tier venv sample ## Run the detector flow in the chosen tier (TIER=pip|conda|image, RUN_ARGS=...)
+	@$(FLOW) run $(RUN_ARGS) || { status=$$?; USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py; exit $$status; }
+	@USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py
+
+resume: check-tier venv ## Resume the latest run from its failed step (earlier steps are reused)
+	@$(FLOW) resume || { status=$$?; USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py; exit $$status; }
+	@USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py
 
 image: tools ## Build, push and pin the GPU image (image tier)
 	@echo "make image: the image tier is not built yet (issue: 'The image tier')."
@@ -65,4 +80,4 @@ image: tools ## Build, push and pin the GPU image (image tier)
 clean: ## Remove .tools/ and .venv/ (the envtiers cache in ~/.cache/envtiers stays)
 	rm -rf $(TOOLS) $(VENV)
 
-.PHONY: help tools venv lock relock upgrade check test lint bench run image clean
+.PHONY: help tools venv lock relock upgrade check test lint bench check-tier sample run resume image clean

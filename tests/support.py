@@ -288,3 +288,36 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def wheel_from_installed(dest: Path, name: str) -> Path:
+    """Repack an installed distribution (from the interpreter running the tests) as a wheel.
+
+    Lets the local index serve real packages, such as Metaflow and requests, without a network:
+    the files, metadata and tags are those pip installed, re-zipped with a fresh RECORD.
+    """
+    from importlib.metadata import distribution
+
+    dist = distribution(name)
+    wheel_meta = dist.read_text("WHEEL") or ""
+    tags = [line.split(":", 1)[1].strip() for line in wheel_meta.splitlines() if line.startswith("Tag:")]
+    pythons, abis, plats = (sorted({t.split("-")[i] for t in tags}) for i in range(3))
+    filename_tag = "-".join(".".join(part) for part in (pythons, abis, plats))
+    dist_name = dist.metadata["Name"].replace("-", "_")
+    base = Path(str(dist.locate_file("")))
+    files: dict[str, bytes] = {}
+    for entry in dist.files or ():
+        path = str(entry)
+        if path.startswith("..") or "__pycache__" in path or path.endswith((".pyc", "RECORD", "INSTALLER")):
+            continue
+        if path.endswith("direct_url.json") or path.endswith("REQUESTED"):
+            continue
+        files[path] = (base / path).read_bytes()
+    dist_info = next(p.split("/")[0] for p in files if p.split("/")[0].endswith(".dist-info"))
+    record = "".join(f"{path},{_record_hash(data)},{len(data)}\n" for path, data in files.items())
+    files[f"{dist_info}/RECORD"] = (record + f"{dist_info}/RECORD,,\n").encode()
+    out = dest / f"{dist_name}-{dist.version}-{filename_tag}.whl"
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for member, data in sorted(files.items()):
+            archive.writestr(zipfile.ZipInfo(member, date_time=_EPOCH), data)
+    return out

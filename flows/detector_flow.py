@@ -1,0 +1,141 @@
+"""Train, evaluate and deploy a RetinaNet (KerasCV) plant-disease detector, in the tier you pick.
+
+    make run TIER=pip                                               # or conda, image
+    python flows/detector_flow.py --environment=envtiers-pip run --model-config test
+    python flows/detector_flow.py --environment=envtiers-pip run --with kubernetes   # GPU on Kubernetes
+    DETECTOR_FAIL_AT=evaluate_model make run   # then: make resume (evaluate_model and after rerun)
+
+`--environment=envtiers-<tier>` (the Metaflow extension in metaflow_extensions/envtiers) starts
+every step inside the environment built from that tier's committed lock: no resolution at run
+time, on this machine or on AWS Batch / Kubernetes. Every task records where it ran in the
+`envtiers_*` artifacts. `--environment=local` runs the same steps in the launching interpreter.
+
+From a notebook:
+
+    from metaflow import Flow
+    run = Flow("DetectorFlow").latest_successful_run
+    run["evaluate_model"].task.data.eval_result["ap50"], run["deploy"].task.data.endpoint_url
+"""
+
+from metaflow import Config, FlowSpec, Parameter, card, current, resources, step
+
+# What the training step asks of a remote scheduler (ignored on a local run). Override at deploy
+# time: --config-value compute '{"train_gpu": 4, "train_cpu": 16, "train_memory": 60000}'
+COMPUTE_DEFAULTS = {"train_gpu": 1, "train_cpu": 4, "train_memory": 16000}
+
+
+class DetectorFlow(FlowSpec):
+    compute = Config("compute", default_value=COMPUTE_DEFAULTS)
+
+    data = Parameter(
+        "data", default="data/sample", help="PlantDoc-layout folder (TRAIN/, TEST/); relative to the project"
+    )
+    model_config = Parameter("model-config", default="default", help="model configuration: test, default or full")
+    epochs = Parameter("epochs", default=0, type=int, help="training epochs (0: the configuration's)")
+    image_size = Parameter(
+        "image-size", default=0, type=int, help="square input size, a multiple of 32 (0: the configuration's)"
+    )
+    batch_size = Parameter("batch-size", default=0, type=int, help="training batch size (0: the configuration's)")
+    seed = Parameter("seed", default=0, type=int, help="fixes the initial weights, shuffle order and augmentation")
+    wandb_mode = Parameter(
+        "wandb-mode", default="auto", help="auto (online with WANDB_API_KEY, else offline), online, offline, disabled"
+    )
+    deploy_target = Parameter("deploy-target", default="local", help="local (a server on this machine) or sagemaker")
+    sagemaker_endpoint = Parameter("sagemaker-endpoint", default="plantdoc-detector", help="endpoint name (sagemaker)")
+    sagemaker_role_arn = Parameter("sagemaker-role-arn", default="", help="SageMaker execution role ARN (sagemaker)")
+    sagemaker_bucket = Parameter("sagemaker-bucket", default="", help="S3 bucket for model.tar.gz (sagemaker)")
+    sagemaker_image_uri = Parameter("sagemaker-image-uri", default="", help="serving image URI (sagemaker)")
+
+    @step
+    def start(self):
+        """Fail fast: the data is there, the tier's lock is fresh, the choices are valid."""
+        from flow_support import check_choices, check_data, check_lock
+
+        self.data_dir, self.num_train_images, self.num_test_images = check_data(self.data)
+        self.lock_status = check_lock(getattr(self, "envtiers_tier", None))
+        self.wandb_run_mode = check_choices(
+            wandb_mode=self.wandb_mode, deploy_target=self.deploy_target, sagemaker=self._sagemaker_settings()
+        )
+        print(f"data: {self.data_dir} ({self.num_train_images} train, {self.num_test_images} test images)")
+        print(f"lock: {self.lock_status}; W&B: {self.wandb_run_mode}")
+        self.next(self.augment_data_train_model)
+
+    @resources(gpu=compute.train_gpu, cpu=compute.train_cpu, memory=compute.train_memory)
+    @step
+    def augment_data_train_model(self):
+        """Augment (flip, jittered resize) and train; the run's weights become an artifact."""
+        from flow_support import pack_run, png_bytes, run_dir_for
+
+        from detector.pipeline import augmented_sample, train_on_folder
+
+        run_dir = run_dir_for(current.flow_name, current.run_id)
+        trained = train_on_folder(
+            self.data_dir,
+            run_dir,
+            config_name=self.model_config,
+            epochs=self.epochs or None,
+            seed=self.seed,
+            wandb_mode=self.wandb_run_mode,
+            overrides={"image_size": self.image_size, "batch_size": self.batch_size},
+        )
+        self.class_names = trained.class_names
+        self.history = trained.history
+        self.train_seconds = trained.seconds
+        self.trained_run = pack_run(run_dir)
+        sample = augmented_sample(self.data_dir, run_dir, seed=self.seed)
+        self.sample_image, self.sample_boxes, self.sample_classes = sample["image"], sample["boxes"], sample["classes"]
+        self.sample_image_png = png_bytes(self.sample_image)
+        self.next(self.evaluate_model)
+
+    @card(type="blank", id="evaluation")
+    @step
+    def evaluate_model(self):
+        """COCO mAP on the TEST split (pycocotools), logged to W&B, shown on the card."""
+        from flow_support import evaluation_card, fail_if_injected, predictions_as_lists, run_dir_for, unpack_run
+
+        from detector.pipeline import evaluate_run
+
+        fail_if_injected(current.step_name)
+        run_dir = unpack_run(self.trained_run, run_dir_for(current.flow_name, current.run_id))
+        result = evaluate_run(run_dir, self.data_dir, wandb_mode=self.wandb_run_mode)
+        self.eval_result = result.to_dict()
+        self.y_pred = predictions_as_lists(result, self.class_names)
+        self.confidences = [score for image in self.y_pred for score in image["confidences"]]
+        title = f"DetectorFlow {current.run_id}: {self.model_config}"
+        current.card["evaluation"].extend(evaluation_card(result, title=title))
+        print(f"mAP {result.ap:.3f}, AP50 {result.ap50:.3f}, AP75 {result.ap75:.3f} on {result.num_images} images")
+        self.next(self.deploy)
+
+    @step
+    def deploy(self):
+        """Export (SavedModel + model.tar.gz), deploy, smoke-test `/invocations`."""
+        from flow_support import run_dir_for, unpack_run
+
+        from detector.pipeline import deploy_run
+
+        run_dir = unpack_run(self.trained_run, run_dir_for(current.flow_name, current.run_id))
+        deployed = deploy_run(run_dir, target=self.deploy_target, sagemaker=self._sagemaker_settings())
+        self.model_location = deployed["model_location"]
+        self.model_sha256 = deployed["model_sha256"]
+        self.endpoint_url = deployed["endpoint_url"]
+        self.smoke_test = deployed["smoke_test"]
+        print(f"model: {self.model_location}\nendpoint: {self.endpoint_url} (smoke test: {self.smoke_test})")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print(f"DetectorFlow {current.run_id} in tier {getattr(self, 'envtiers_tier', 'local')}:")
+        print(f"  AP50 {self.eval_result['ap50']}, model {self.model_location}")
+        print(f"  card: python flows/detector_flow.py card view --id evaluation {current.run_id}/evaluate_model")
+
+    def _sagemaker_settings(self):
+        return {
+            "endpoint_name": self.sagemaker_endpoint,
+            "role_arn": self.sagemaker_role_arn,
+            "bucket": self.sagemaker_bucket,
+            "image_uri": self.sagemaker_image_uri,
+        }
+
+
+if __name__ == "__main__":
+    DetectorFlow()

@@ -1,0 +1,101 @@
+"""`@envtiers`: attached to every step by `--environment=envtiers-<tier>`.
+
+On the machine that runs the flow, it starts each local task on the tier's interpreter (the env
+built from the lock, or `docker run` of the locked image) instead of the launching interpreter.
+Steps that run remotely (`@batch`, `@kubernetes`) are left to the environment's bootstrap; in the
+image tier their `image=` is filled from the image record unless the step sets one.
+
+In every task it records where the step really ran, as artifacts:
+`envtiers_tier`, `envtiers_lock_hash` (the key of the environment's completion marker, which
+names the lock it was built from), `envtiers_python` (sys.executable), `envtiers_prefix`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from metaflow.decorators import StepDecorator
+from metaflow.exception import MetaflowException
+
+REMOTE_DECORATORS = ("batch", "kubernetes")
+
+
+class EnvtiersStepException(MetaflowException):
+    headline = "envtiers"
+
+
+class EnvtiersStepDecorator(StepDecorator):
+    name = "envtiers"
+    defaults: dict = {}  # noqa: RUF012 (Metaflow's decorator protocol: a class-level dict)
+
+    def step_init(self, flow, graph, step_name, decorators, environment, flow_datastore, logger):
+        tier = getattr(environment, "TIER", "")
+        if not tier:
+            raise EnvtiersStepException(
+                f"@envtiers on step {step_name} needs --environment=envtiers-pip, envtiers-conda or envtiers-image"
+            )
+        self.environment = environment
+        self.step_name = step_name
+        self.tier = tier
+        self.remote = any(deco.name in REMOTE_DECORATORS for deco in decorators)
+        environment.pin_remote_image(decorators)
+
+    def runtime_init(self, flow, graph, package, run_id):
+        if not self.remote:
+            self.environment.local_launch()  # build (or reuse) before the first task starts
+
+    def runtime_step_cli(self, cli_args, retry_count, max_user_code_retries, ubf_context):
+        if self.remote:
+            return
+        launch = self.environment.local_launch()
+        project = self.environment.project()
+        cli_args.entrypoint[:1] = list(launch.argv)
+        env = dict(launch.env)
+        # The project (its flows import its packages), then envtiers and this extension when they
+        # come from elsewhere: nothing else of the launching interpreter leaks into the task.
+        python_path = [str(project.root)]
+        toolkit = str(_toolkit_root())
+        if toolkit not in python_path:
+            python_path.append(toolkit)
+        env["PYTHONPATH"] = ":".join(python_path)
+        env["PYTHONNOUSERSITE"] = "1"
+        cli_args.env.update(env)
+
+    def task_pre_step(
+        self,
+        step_name,
+        task_datastore,
+        metadata,
+        run_id,
+        task_id,
+        flow,
+        graph,
+        retry_count,
+        max_user_code_retries,
+        ubf_context,
+        inputs,
+    ):
+        marker = _marker(Path(sys.prefix))
+        if marker is None or marker.get("tier") not in (self.tier, None):
+            raise EnvtiersStepException(
+                f"step {step_name} runs on {sys.executable}, which is not an envtiers {self.tier} environment "
+                f"(no completion marker in {sys.prefix})"
+            )
+        flow.envtiers_tier = self.tier
+        flow.envtiers_lock_hash = marker.get("key")
+        flow.envtiers_python = sys.executable
+        flow.envtiers_prefix = sys.prefix
+
+
+def _toolkit_root():
+    """The folder holding the `envtiers` package and `metaflow_extensions/envtiers`."""
+    import envtiers
+
+    return Path(envtiers.__file__).resolve().parent.parent
+
+
+def _marker(prefix):
+    from envtiers.envcache import read_marker
+
+    return read_marker(prefix)

@@ -1,0 +1,185 @@
+"""`--environment=envtiers-<tier>`: Metaflow environments backed by envtiers' committed lockfiles.
+
+Unlike stock `--environment=pypi|conda`, nothing is resolved at run time and no micromamba is
+downloaded: local tasks start on the interpreter of the env built from the lock (see
+`tier_decorator`), remote tasks rebuild that env from the lockfiles shipped in the code package
+(pip, conda) or run in the locked image (image).
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from metaflow.exception import MetaflowException
+from metaflow.metaflow_environment import MetaflowEnvironment
+from metaflow.packaging_sys import ContentType
+
+# What a remote task needs besides the flow's own folder: the toolkit, the settings and the locks.
+ALWAYS_PACKAGED = ("envtiers", "envs", "lockfiles")
+# Set in [flow] include of envs/tiers.toml: the project's own packages the steps import.
+REMOTE_DECORATORS = ("batch", "kubernetes")
+PACKAGED_SUFFIXES = (".py", ".txt", ".toml", ".yml", ".yaml", ".json", ".in", ".md")
+
+
+class EnvtiersException(MetaflowException):
+    headline = "envtiers"
+
+
+def _error(error):
+    """An envtiers error as Metaflow prints user errors: the headline and the fix, no traceback."""
+    message = error.headline + (f"\n    fix: {error.fix}" if getattr(error, "fix", None) else "")
+    return EnvtiersException(message)
+
+
+class TierEnvironment(MetaflowEnvironment):
+    TYPE = "envtiers"
+    TIER = ""
+    # The platform remote tasks run on (AWS Batch and Kubernetes: Linux x86-64).
+    REMOTE_PLATFORM = "linux-64"
+
+    def __init__(self, flow):
+        super().__init__(flow)
+        self.flow = flow
+        self._project = None
+        self._launch = None
+
+    # -- envtiers objects -------------------------------------------------------------------
+    def project(self):
+        """The envtiers project around the flow file (the code package's root on a remote task)."""
+        if self._project is None:
+            from envtiers.errors import EnvtiersError
+            from envtiers.settings import find_root, load_project
+
+            try:
+                flow_dir = Path(inspect.getfile(self.flow.__class__)).resolve().parent
+                self._project = load_project(find_root(flow_dir))
+            except EnvtiersError as error:
+                raise _error(error) from None
+        return self._project
+
+    def tier(self):
+        from envtiers.tiers import get_tier
+
+        return get_tier(self.TIER)
+
+    def local_launch(self):
+        """Build (or reuse) this tier's environment for the host, once per process."""
+        if self._launch is None:
+            from envtiers.errors import EnvtiersError
+
+            try:
+                self._launch = self.tier().local_launch(self.project())
+            except EnvtiersError as error:
+                raise _error(error) from None
+            what = "built" if self._launch.created else "reusing"
+            self.logger(f"envtiers: {what} the {self.TIER} environment {self._launch.key[:19]}")
+            if self._launch.prefix is not None:
+                self._check_metaflow(self._launch.prefix)
+        return self._launch
+
+    def _check_metaflow(self, prefix):
+        """Tasks run the env's own Metaflow: it must be there, and should match the launcher's."""
+        import metaflow
+
+        found = sorted(Path(prefix).glob("lib/python3*/site-packages/metaflow-*.dist-info"))
+        if not found:
+            raise EnvtiersException(
+                f"the {self.TIER} environment {prefix} has no metaflow, so no step can run in it\n"
+                "    fix: add metaflow (the version you launch with) to envs/requirements.in, then `make lock`"
+            )
+        version = found[0].name.removeprefix("metaflow-").removesuffix(".dist-info")
+        if version != metaflow.__version__:
+            self.logger(
+                f"envtiers: warning: the steps run Metaflow {version} (from the lock), launched by "
+                f"Metaflow {metaflow.__version__}: pin the same version in both if anything misbehaves"
+            )
+
+    # -- MetaflowEnvironment hooks ----------------------------------------------------------
+    def validate_environment(self, logger, datastore_type):
+        self.logger = logger
+        self.datastore_type = datastore_type
+
+    def init_environment(self, echo, only_steps=None):
+        # Called when the code package is made: after argo-workflows / step-functions attach
+        # their @kubernetes / @batch to every step, which @envtiers' step_init never sees.
+        for step in self.flow:
+            self.pin_remote_image(step.decorators)
+
+    def pin_remote_image(self, decorators):
+        """Give @batch / @kubernetes the tier's image (the image tier: the record's, by digest),
+        unless the step chose one."""
+        remote = [deco for deco in decorators if deco.name in REMOTE_DECORATORS]
+        if not remote:
+            return
+        from envtiers.errors import EnvtiersError
+
+        try:
+            image = self.tier().remote_image(self.project())
+        except EnvtiersError as error:
+            raise _error(error) from None
+        for deco in remote:
+            if image and "image" not in deco._user_defined_attributes:
+                deco.attributes["image"] = image
+
+    def decospecs(self):
+        # Every step gets @envtiers, as --environment=conda gives every step @conda.
+        return ("envtiers",)
+
+    def add_to_package(self):
+        """The toolkit, settings and lockfiles, plus the project packages named in [flow] include."""
+        project = self.project()
+        flow_section = project.raw.get("flow", {})
+        names = [*ALWAYS_PACKAGED, *flow_section.get("include", [])]
+        files = []
+        for name in names:
+            top = project.root / name
+            candidates = [top] if top.is_file() else sorted(top.rglob("*"))
+            for path in candidates:
+                if not path.is_file() or "__pycache__" in path.parts or path.suffix not in PACKAGED_SUFFIXES:
+                    continue
+                files.append((str(path), str(path.relative_to(project.root)), ContentType.USER_CONTENT))
+        return files
+
+    def bootstrap_commands(self, step_name, datastore_type):
+        from envtiers.errors import EnvtiersError
+
+        try:
+            commands = self.tier().bootstrap_commands(self.project(), self.REMOTE_PLATFORM)
+        except EnvtiersError as error:
+            raise _error(error) from None
+        if not commands:
+            return []
+        return [
+            f"echo 'envtiers: building the {self.TIER} environment from the lockfiles in the code package'",
+            "flush_mflogs",
+            *commands,
+            "flush_mflogs",
+        ]
+
+    def executable(self, step_name, default=None):
+        # Only remote launchers (batch, kubernetes, argo, step functions) ask: local tasks get the
+        # tier's interpreter from the decorator's runtime_step_cli.
+        if step_name.startswith("_"):
+            return super().executable(step_name, default)
+        return self.tier().remote_python(self.REMOTE_PLATFORM)
+
+    def get_environment_info(self, include_ext_info=False):
+        info = super().get_environment_info(include_ext_info)
+        info["envtiers_tier"] = self.TIER
+        return info
+
+
+class PipTierEnvironment(TierEnvironment):
+    TYPE = "envtiers-pip"
+    TIER = "pip"
+
+
+class CondaTierEnvironment(TierEnvironment):
+    TYPE = "envtiers-conda"
+    TIER = "conda"
+
+
+class ImageTierEnvironment(TierEnvironment):
+    TYPE = "envtiers-image"
+    TIER = "image"

@@ -1,0 +1,118 @@
+"""Running flows as a user does (a subprocess per command) and reading their artifacts back with
+Metaflow's Client API (in a subprocess too: Metaflow reads its settings once, at import)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DETECTOR_FLOW = REPO_ROOT / "flows" / "detector_flow.py"
+# What a project copy needs for the detector flow: the flow, its code, the toolkit and the locks.
+PROJECT_PARTS = ("envtiers", "metaflow_extensions", "detector", "flows", "envs", "lockfiles")
+
+TINY_FLOW = textwrap.dedent(
+    '''
+    """Two steps that report the interpreter they run on and what it can import."""
+    import importlib.util
+    import sys
+
+    from metaflow import FlowSpec, step
+
+
+    class TinyFlow(FlowSpec):
+        @step
+        def start(self):
+            import purepkg
+
+            self.purepkg_version = purepkg.__version__
+            # In .venv (the launcher) but not in the tiny lock: must not leak into the step.
+            self.sees_pytest = importlib.util.find_spec("pytest") is not None
+            self.next(self.end)
+
+        @step
+        def end(self):
+            self.end_python = sys.executable
+
+
+    if __name__ == "__main__":
+        TinyFlow()
+    '''
+)
+
+
+def flow_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """The test's environment plus what Metaflow needs (a user name that is not root), updated
+    with `extra`, where None removes a variable."""
+    env = {**os.environ, "USER": "envtiers-tests", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    env.pop("METAFLOW_USER", None)
+    for name, value in (extra or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def run_flow(
+    flow: Path,
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str | None] | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess[str]:
+    """`python FLOW ARGS` from `cwd` (where the local datastore goes), stdout and stderr together."""
+    return subprocess.run(
+        [sys.executable, str(flow), *args],
+        cwd=cwd,
+        env=flow_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def client(code: str, *, cwd: Path, env: Mapping[str, str | None] | None = None) -> Any:
+    """Run `code` (which sets `result`) with the Client API from `cwd`; returns `result` (JSON)."""
+    script = "import json\nfrom metaflow import Flow, Run, namespace\nnamespace(None)\n"
+    script += textwrap.dedent(code) + "\nprint('RESULT=' + json.dumps(result, default=str))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=cwd, env=flow_env(env), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT="))
+    return json.loads(line.removeprefix("RESULT="))
+
+
+def run_id_of(output: str) -> str:
+    """The run id Metaflow prints as it starts ("Workflow starting (run-id 123):")."""
+    marker = "(run-id "
+    start = output.index(marker) + len(marker)
+    return output[start : output.index(")", start)]
+
+
+def copy_project(dest: Path) -> Path:
+    """A copy of this repository's flow, code, toolkit, settings and lockfiles under `dest`."""
+    ignore = shutil.ignore_patterns("__pycache__", ".metaflow", "*.pyc")
+    for part in PROJECT_PARTS:
+        shutil.copytree(REPO_ROOT / part, dest / part, ignore=ignore)
+    return dest
+
+
+def assert_ran_in(artifacts: Mapping[str, Any], *, tier: str, prefix: Path, key: str) -> None:
+    """A task's envtiers_* artifacts point at the environment built from the lock."""
+    assert artifacts["envtiers_tier"] == tier
+    assert artifacts["envtiers_lock_hash"] == key
+    assert Path(artifacts["envtiers_prefix"]) == prefix
+    assert Path(artifacts["envtiers_python"]).parent.parent == prefix
+    assert Path(artifacts["envtiers_prefix"]) != REPO_ROOT / ".venv"
+    assert Path(artifacts["envtiers_python"]) != Path(sys.executable)

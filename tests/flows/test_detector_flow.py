@@ -1,0 +1,192 @@
+"""The detector flow end to end in the pip tier, on a small generated dataset (the `test` model,
+one epoch): every step in the env built from lockfiles/pip/linux-64.txt, artifacts read back with
+the Client API, the evaluation card, resume after a failure, and a stale lock stopped in `start`.
+
+Three runs share one training: A runs everything; B resumes A from evaluate_model with a failure
+injected there; C resumes B once the failure is gone. The env is built once, into a cache of this
+module's own, from the uv cache `make venv` already filled.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detector.sample import generate_sample
+from envtiers.pip.environment import env_key, read_locks
+from envtiers.settings import REDIRECTING_VARIABLES, load_project
+from tests.flows.support import DETECTOR_FLOW, REPO_ROOT, assert_ran_in, client, copy_project, run_flow, run_id_of
+
+pytestmark = pytest.mark.slow
+
+STEPS = ("start", "augment_data_train_model", "evaluate_model", "deploy", "end")
+RUN_ARGS = ["--model-config", "test", "--epochs", "1", "--wandb-mode", "offline"]
+
+
+@dataclass(frozen=True)
+class FlowRuns:
+    base: Path
+    env: dict[str, str | None]
+    sample: Path
+    a: subprocess.CompletedProcess[str]
+    b: subprocess.CompletedProcess[str]
+    c: subprocess.CompletedProcess[str]
+
+
+def _uv_cache() -> str:
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return os.environ.get("UV_CACHE_DIR") or str(Path(xdg) / "uv")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> FlowRuns:
+    base = tmp_path_factory.mktemp("detector-flow")
+    sample = base / "sample"
+    generate_sample(sample, images=40)
+    env: dict[str, str | None] = {name: None for name in REDIRECTING_VARIABLES}
+    env.update(
+        UV_CACHE_DIR=_uv_cache(),
+        ENVTIERS_CACHE_DIR=str(base / "cache"),
+        DETECTOR_RUNS_DIR=str(base / "runs"),
+        DETECTOR_FAIL_AT=None,
+    )
+    common = ["--environment=envtiers-pip"]
+    a = run_flow(DETECTOR_FLOW, [*common, "run", "--data", str(sample), *RUN_ARGS], cwd=base, env=env)
+    assert a.returncode == 0, a.stdout[-5000:]
+    b = run_flow(
+        DETECTOR_FLOW,
+        [*common, "resume", "evaluate_model", "--origin-run-id", run_id_of(a.stdout)],
+        cwd=base,
+        env={**env, "DETECTOR_FAIL_AT": "evaluate_model"},
+    )
+    c = run_flow(DETECTOR_FLOW, [*common, "resume", "--origin-run-id", run_id_of(b.stdout)], cwd=base, env=env)
+    return FlowRuns(base=base, env=env, sample=sample, a=a, b=b, c=c)
+
+
+def started(output: str, step: str) -> bool:
+    return any(f"/{step}/" in line and line.endswith("Task is starting.") for line in output.splitlines())
+
+
+def artifacts(runs: FlowRuns, run_id: str) -> dict[str, Any]:
+    return client(
+        f"""
+        run = Run("DetectorFlow/{run_id}")
+        proof = ("envtiers_tier", "envtiers_lock_hash", "envtiers_python", "envtiers_prefix")
+        result = {{"steps": {{s.id: {{n: s.task[n].data for n in proof}} for s in run}}, "successful": run.successful}}
+        start, train = run["start"].task.data, run["augment_data_train_model"].task.data
+        evaluation, deploy = run["evaluate_model"].task.data, run["deploy"].task.data
+        result.update(
+            num_test_images=start.num_test_images,
+            lock_status=start.lock_status,
+            sample_image=[list(train.sample_image.shape), str(train.sample_image.dtype)],
+            sample_png=train.sample_image_png[:8].hex(),
+            class_names=list(train.class_names),
+            train_seconds=train.train_seconds,
+            train_origin=run["augment_data_train_model"].task.origin_pathspec,
+            eval_result=evaluation.eval_result,
+            y_pred=evaluation.y_pred,
+            confidences=evaluation.confidences,
+            model_location=deploy.model_location,
+            endpoint_url=deploy.endpoint_url,
+            smoke_test=deploy.smoke_test,
+        )
+        """,
+        cwd=runs.base,
+        env=runs.env,
+    )
+
+
+def expected_env() -> tuple[str, str]:
+    project = load_project(REPO_ROOT)
+    return env_key(project, read_locks(project)), f"pip-{env_key(project, read_locks(project))[7:23]}"
+
+
+def test_every_step_runs_in_the_env_built_from_the_pip_lock(runs: FlowRuns) -> None:
+    data = artifacts(runs, run_id_of(runs.a.stdout))
+    assert data["successful"]
+    key, folder = expected_env()
+    prefix = runs.base / "cache" / "envs" / folder
+    assert set(data["steps"]) == set(STEPS)
+    for step in STEPS:
+        assert_ran_in(data["steps"][step], tier="pip", prefix=prefix, key=key)
+    assert data["lock_status"] == "5 pip lockfile(s) consistent"  # runtime and dev per platform, tools
+
+
+def test_artifacts_for_debugging_read_back_with_the_client_api(runs: FlowRuns) -> None:
+    data = artifacts(runs, run_id_of(runs.a.stdout))
+    assert data["sample_image"] == [[128, 128, 3], "uint8"]  # the `test` config's input size
+    assert data["sample_png"].startswith("89504e47")
+    assert set(data["eval_result"]) >= {"ap", "ap50", "ap75", "ap_per_class", "num_images"}
+    assert data["eval_result"]["num_images"] == data["num_test_images"] == len(data["y_pred"])
+    assert set(data["eval_result"]["ap_per_class"]) == set(data["class_names"])
+    assert data["confidences"] == [score for image in data["y_pred"] for score in image["confidences"]]
+    for image in data["y_pred"]:
+        assert len(image["boxes"]) == len(image["classes"]) == len(image["confidences"])
+        assert set(image["classes"]) <= set(data["class_names"])
+    assert data["endpoint_url"].startswith("http://127.0.0.1:")
+    assert isinstance(data["smoke_test"]["detections"], int)
+    with tarfile.open(data["model_location"]) as archive:
+        assert "metadata.json" in archive.getnames()
+    # W&B ran offline: its files are under the run, nothing was uploaded.
+    run_dir = runs.base / "runs" / "DetectorFlow" / run_id_of(runs.a.stdout)
+    assert list(run_dir.glob("**/wandb/offline-run-*"))
+
+
+def test_the_evaluation_card_shows_the_map_table(runs: FlowRuns) -> None:
+    run_id = run_id_of(runs.a.stdout)
+    out = runs.base / "card.html"
+    done = run_flow(
+        DETECTOR_FLOW,
+        ["card", "get", "--id", "evaluation", f"{run_id}/evaluate_model", str(out)],
+        cwd=runs.base,
+        env=runs.env,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    html = out.read_text()
+    for text in ("COCO mAP", "mAP@[.5:.95]", "AP50", "AP per class", "Precision-recall", "Sample detections"):
+        assert text in html
+    data = artifacts(runs, run_id)
+    for name in data["class_names"]:
+        assert name in html
+    assert html.count("data:image/png") >= 2  # the PR plot and at least one sample
+
+
+def test_resume_reruns_evaluate_without_retraining(runs: FlowRuns) -> None:
+    run_a, run_b = run_id_of(runs.a.stdout), run_id_of(runs.b.stdout)
+    assert runs.b.returncode != 0
+    assert "failure injected by DETECTOR_FAIL_AT=evaluate_model" in runs.b.stdout
+    assert runs.c.returncode == 0, runs.c.stdout[-5000:]
+    for output in (runs.b.stdout, runs.c.stdout):
+        assert not started(output, "augment_data_train_model")  # cloned, not retrained
+    assert started(runs.c.stdout, "evaluate_model") and started(runs.c.stdout, "deploy")
+    data = artifacts(runs, run_id_of(runs.c.stdout))
+    assert data["successful"]
+    assert data["train_origin"] is not None and data["train_origin"].startswith(f"DetectorFlow/{run_b}/")
+    assert data["train_seconds"] == artifacts(runs, run_a)["train_seconds"]
+    key, folder = expected_env()
+    for step in ("evaluate_model", "deploy", "end"):
+        assert_ran_in(data["steps"][step], tier="pip", prefix=runs.base / "cache" / "envs" / folder, key=key)
+
+
+def test_a_stale_lock_stops_the_run_in_start(runs: FlowRuns, tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    with (project / "envs" / "requirements.in").open("a") as spec:
+        spec.write("six\n")
+    done = run_flow(
+        project / "flows" / "detector_flow.py",
+        ["--environment=envtiers-pip", "run", "--data", str(runs.sample), *RUN_ARGS],
+        cwd=tmp_path,
+        env=runs.env,
+    )
+    assert done.returncode != 0
+    assert "the pip tier's lockfiles do not match envs/ (envtiers check)" in done.stdout
+    assert "lockfiles/pip/linux-64.txt: stale: locked from different inputs" in done.stdout
+    assert "fix: run `make lock`" in done.stdout
+    assert "Traceback" not in done.stdout
+    assert "/augment_data_train_model/" not in done.stdout
