@@ -52,7 +52,7 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Goal:
-    kind: Literal["ratio_at_least", "value_at_most", "overhead_at_most"]
+    kind: Literal["ratio_at_least", "value_at_most", "overhead_at_most", "added_at_most"]
     threshold: float
 
     @property
@@ -61,6 +61,8 @@ class Goal:
             return f"≥{self.threshold:g}× faster"
         if self.kind == "overhead_at_most":
             return f"≤{self.threshold:.0%} overhead"
+        if self.kind == "added_at_most":
+            return f"≤{self.threshold:g} s added"
         return f"≤{self.threshold:g} s"
 
     def met(self, *, value: float, ratio: float | None) -> bool | None:
@@ -69,6 +71,9 @@ class Goal:
         if self.kind == "overhead_at_most":
             # ratio = alternative / envtiers: the overhead of envtiers' side is 1/ratio - 1.
             return None if not ratio else 1 / ratio - 1 <= self.threshold
+        if self.kind == "added_at_most":
+            # ratio = alternative / envtiers: envtiers' value minus the alternative's.
+            return None if ratio is None else value - ratio * value <= self.threshold
         return value <= self.threshold
 
     def to_dict(self) -> dict[str, Any]:
