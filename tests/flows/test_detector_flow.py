@@ -9,7 +9,10 @@ module's own, from the uv cache `make venv` already filled.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import re
 import subprocess
 import tarfile
 from dataclasses import dataclass
@@ -148,13 +151,27 @@ def test_the_evaluation_card_shows_the_map_table(runs: FlowRuns) -> None:
         env=runs.env,
     )
     assert done.returncode == 0, done.stdout[-3000:]
-    html = out.read_text()
-    for text in ("COCO mAP", "mAP@[.5:.95]", "AP50", "AP per class", "Precision-recall", "Sample detections"):
-        assert text in html
+    components = card_components(out.read_text())
+    tables = [c for c in components if c["type"] == "table"]
+    headings = [c["source"] for c in components if c["type"] == "markdown"]
+    assert "## COCO mAP" in headings and "## AP per class" in headings
+    assert tables[0]["columns"][:3] == ["mAP@[.5:.95]", "AP50", "AP75"]
     data = artifacts(runs, run_id)
-    for name in data["class_names"]:
-        assert name in html
-    assert html.count("data:image/png") >= 2  # the PR plot and at least one sample
+    result = data["eval_result"]
+    assert tables[0]["data"][0][3] == result["num_images"]
+    assert [row[0] for row in tables[1]["data"]] == data["class_names"]
+    images = [c for c in components if c["type"] == "image"]
+    assert len(images) >= 2  # the PR plot and at least one sample
+    assert all(image["src"].startswith("data:image/png;base64,") for image in images)
+
+
+def card_components(html: str) -> list[dict[str, Any]]:
+    """The components a Metaflow card page renders, decoded from the data embedded in its HTML."""
+    found = re.search(r'window\.__MF_DATA__\["[^"]+"\] = "([A-Za-z0-9+/=]+)"', html)
+    assert found, "no card data in the HTML"
+    page = json.loads(base64.b64decode(found.group(1)))
+    (section,) = page["components"][0]["contents"]
+    return list(section["contents"])
 
 
 def test_resume_reruns_evaluate_without_retraining(runs: FlowRuns) -> None:

@@ -105,19 +105,23 @@ def argo_container(workflow: dict[str, Any], step: str) -> dict[str, Any]:
     return template["container"]
 
 
-def code_package(aws: dict[str, str], command: str) -> tarfile.TarFile:
+def moto_client(service: str, aws: dict[str, str]) -> Any:
     import boto3
 
-    key = re.search(rf'download_file\(\\?"{BUCKET}\\?", \\?"([^"\\]+)', command)
-    assert key, "the task does not download a code package"
-    s3 = boto3.client(
-        "s3",
+    return boto3.client(
+        service,
         endpoint_url=aws["moto_url"],
         region_name=REGION,
         aws_access_key_id="moto-key",
         aws_secret_access_key=SECRET,
     )
-    body = s3.get_object(Bucket=BUCKET, Key=key.group(1))["Body"].read()
+
+
+def code_package(aws: dict[str, str], command: str) -> tarfile.TarFile:
+
+    key = re.search(rf'download_file\(\\?"{BUCKET}\\?", \\?"([^"\\]+)', command)
+    assert key, "the task does not download a code package"
+    body = moto_client("s3", aws).get_object(Bucket=BUCKET, Key=key.group(1))["Body"].read()
     return tarfile.open(fileobj=io.BytesIO(body))
 
 
@@ -212,7 +216,6 @@ def test_image_tier_without_a_record_says_to_build_one(aws: dict[str, str], tmp_
 
 
 def test_step_functions_batch_job_requests_a_gpu_and_bootstraps(aws: dict[str, str], tmp_path: Path) -> None:
-    import boto3
 
     machine = compile_flow(DETECTOR_FLOW, "pip", "step-functions", aws, tmp_path)
     train = machine["States"]["augment_data_train_model"]["Parameters"]
@@ -222,13 +225,7 @@ def test_step_functions_batch_job_requests_a_gpu_and_bootstraps(aws: dict[str, s
     gpu = {r["Type"]: r["Value"] for r in train["ContainerOverrides"]["ResourceRequirements"]}
     assert gpu["GPU"] == "1"
     # The job definition Metaflow registered (in moto's Batch): its image, and no secret in it.
-    batch = boto3.client(
-        "batch",
-        endpoint_url=aws["moto_url"],
-        region_name=REGION,
-        aws_access_key_id="moto-key",
-        aws_secret_access_key=SECRET,
-    )
-    definition = batch.describe_job_definitions(jobDefinitions=[train["JobDefinition"]])["jobDefinitions"][0]
+    described = moto_client("batch", aws).describe_job_definitions(jobDefinitions=[train["JobDefinition"]])
+    definition = described["jobDefinitions"][0]
     assert definition["containerProperties"]["image"] == "python:3.11"
     assert SECRET not in json.dumps(definition, default=str)

@@ -4,6 +4,7 @@ each task runs on the interpreter of the env built from the lock, and a second r
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from envtiers.pip.environment import env_key, read_locks
@@ -30,6 +31,15 @@ def tiny_artifacts(cwd: Path, run_id: str) -> dict[str, dict[str, object]]:
         """,
         cwd=cwd,
     )
+
+
+def assert_refused_before_any_step(done: subprocess.CompletedProcess[str], *messages: str) -> None:
+    """A user mistake: non-zero exit, the messages (with the fix), no traceback, no task started."""
+    assert done.returncode != 0
+    for message in messages:
+        assert message in done.stdout
+    assert "Traceback" not in done.stdout
+    assert "Task is starting" not in done.stdout
 
 
 def test_tiny_flow_runs_in_the_env_built_from_the_pip_lock(flow_project: Project, tmp_path: Path) -> None:
@@ -78,11 +88,7 @@ def test_local_environment_runs_in_the_launching_interpreter(flow_project: Proje
 def test_a_tier_not_built_yet_fails_before_any_step_with_the_fix(flow_project: Project, tmp_path: Path) -> None:
     flow = write_tiny_flow(flow_project)
     done = run_flow(flow, ["--environment=envtiers-conda", "run"], cwd=tmp_path)
-    assert done.returncode != 0
-    assert "the conda tier is not available yet" in done.stdout
-    assert "fix: run with TIER=pip" in done.stdout
-    assert "Traceback" not in done.stdout
-    assert "Task is starting" not in done.stdout
+    assert_refused_before_any_step(done, "the conda tier is not available yet", "fix: run with TIER=pip")
 
 
 def test_a_broken_lock_stops_the_run_before_any_step(flow_project: Project, tmp_path: Path) -> None:
@@ -90,10 +96,7 @@ def test_a_broken_lock_stops_the_run_before_any_step(flow_project: Project, tmp_
     lock = flow_project.pip_lock_dir / "linux-64.txt"
     lock.write_text(lock.read_text().replace("purepkg==2.0", "purepkg==1.0"))
     done = run_flow(flow, ["--environment=envtiers-pip", "run"], cwd=tmp_path)
-    assert done.returncode != 0
-    assert "was edited after locking" in done.stdout
-    assert "make lock" in done.stdout
-    assert "Traceback" not in done.stdout
+    assert_refused_before_any_step(done, "was edited after locking", "make lock")
     assert not (flow_project.cache_dir / "envs").exists() or not any((flow_project.cache_dir / "envs").iterdir())
 
 
@@ -101,11 +104,11 @@ def test_a_lock_without_metaflow_is_refused_with_the_fix(locked_project: Project
     """The steps run the env's own Metaflow: a lock without it could never run a step."""
     flow = write_tiny_flow(locked_project)
     done = run_flow(flow, ["--environment=envtiers-pip", "run"], cwd=tmp_path)
-    assert done.returncode != 0
-    assert "has no metaflow, so no step can run in it" in done.stdout
-    assert "add metaflow (the version you launch with) to envs/requirements.in" in done.stdout
-    assert "Traceback" not in done.stdout
-    assert "Task is starting" not in done.stdout
+    assert_refused_before_any_step(
+        done,
+        "has no metaflow, so no step can run in it",
+        "add metaflow (the version you launch with) to envs/requirements.in",
+    )
 
 
 def test_export_for_stock_metaflow_pypi_equals_the_lock(locked_project: Project) -> None:

@@ -52,12 +52,11 @@ class EnvtiersStepDecorator(StepDecorator):
         project = self.environment.project()
         cli_args.entrypoint[:1] = list(launch.argv)
         env = dict(launch.env)
-        # The project (its flows import its packages), then envtiers and this extension when they
-        # come from elsewhere: nothing else of the launching interpreter leaks into the task.
+        # The project (its flows import its packages), then envtiers and this extension when the
+        # project does not carry its own copy: nothing else of the launcher leaks into the task.
         python_path = [str(project.root)]
-        toolkit = str(_toolkit_root())
-        if toolkit not in python_path:
-            python_path.append(toolkit)
+        if not (project.root / "metaflow_extensions" / "envtiers").is_dir():
+            python_path.append(str(_toolkit_root()))
         env["PYTHONPATH"] = ":".join(python_path)
         env["PYTHONNOUSERSITE"] = "1"
         cli_args.env.update(env)
