@@ -2,7 +2,7 @@
 serving add to a bare prediction?
 
 Both use the bundled sample dataset (generated into the scratch folder) and the `default` model
-configuration, the one `make run` trains.
+configuration, the one the flow trains unless told otherwise (`make run` picks `test` for speed).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ before timing: the first env build is `make bench --only env`'s subject, not thi
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 
 from bench.harness import REPO, BenchError, Context, alternate, run, say
@@ -47,6 +48,7 @@ def bench_step_overhead(ctx: Context) -> list[Row]:
     warm = {"envtiers-pip": timed("envtiers-pip")(), "local": timed("local")()}
     reps = ctx.reps(5, 3)
     samples = alternate({"envtiers-pip": (reps, timed("envtiers-pip")), "local": (reps, timed("local"))})
+    added = statistics.median(samples["envtiers-pip"]) - statistics.median(samples["local"])
     command = f"python bench/flows/overhead_flow.py --environment={{}} run  # wall time / {STEPS} steps"
     return [
         Row(
@@ -59,6 +61,7 @@ def bench_step_overhead(ctx: Context) -> list[Row]:
             alternative=Measurement("local", command.format("local"), samples["local"], [warm["local"]]),
             goal=Goal("added_at_most", 1.0),
             notes=[
+                f"Added per step by the tier's env: {added:+.3f} s (difference of the medians).",
                 "Per step: the run's wall time divided by its steps (launcher start-up included on both sides).",
                 f"The env from lockfiles/pip/<host>.txt was {'built by' if built else 'already in the cache before'} "
                 "the untimed first run; every timed run reuses it.",
