@@ -11,13 +11,15 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from envtiers import envcache
 from envtiers.conda import lockfile, rattler
 from envtiers.conda.locker import _sources, canonical_url
 from envtiers.conda.spec import load_settings
 from envtiers.errors import EnvironmentBuildError, InputError
-from envtiers.hashing import input_hash
+from envtiers.hashing import file_digest, input_hash
 from envtiers.pip.uv import Uv, install_error
 from envtiers.platforms import host_platform_name
 from envtiers.settings import Project
@@ -116,8 +118,24 @@ def _records(conda: Sequence[Any], sources: Sequence[tuple[str, str]], *, platfo
                 fix="the channel (or its mirror) changed the package since locking; if expected, run "
                 "`envtiers lock --tier conda --force` and review the diff",
             )
+        _verify_local_file(str(record.url), package.hash.sha256)
         chosen.append(record)
     return chosen
+
+
+def _verify_local_file(url: str, sha256: str | None) -> None:
+    """py-rattler verifies what it downloads, but links file:// packages unchecked: hash them here."""
+    if not url.startswith("file://"):
+        return
+    path = Path(url2pathname(urlparse(url).path))
+    actual = file_digest(path) if path.is_file() else None
+    if actual != sha256:
+        raise EnvironmentBuildError(
+            f"a conda package does not match the hash recorded in lockfiles/conda-lock.yml: {path.name} has "
+            f"sha256 {actual}, the lock has {sha256}",
+            fix="the channel (or its mirror) changed the package since locking; if expected, run "
+            "`envtiers lock --tier conda --force` and review the diff",
+        )
 
 
 def _install_wheels(uv: Uv, prefix: Path, wheels: Sequence[Any]) -> None:

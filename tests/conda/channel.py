@@ -27,15 +27,31 @@ from envtiers.conda import rattler
 PYTHON_VERSION = "{}.{}.{}".format(*sys.version_info[:3])
 PYVER = "{}.{}".format(*sys.version_info[:2])
 # Left out of the interpreter package: big, and nothing the tests run needs them.
-_SKIP_DIRS = {"site-packages", "test", "tests", "__pycache__", "tkinter", "idlelib", "turtledemo", "ensurepip", "lib2to3"}
+_SKIP_DIRS = {
+    "site-packages",
+    "test",
+    "tests",
+    "__pycache__",
+    "tkinter",
+    "idlelib",
+    "turtledemo",
+    "ensurepip",
+    "lib2to3",
+}
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_info(stage: Path, index: dict[str, object], *, prefix_files: Iterable[str] = (), placeholder: str = "",
-                link: dict[str, object] | None = None) -> list[str]:
+def _write_info(
+    stage: Path,
+    index: dict[str, object],
+    *,
+    prefix_files: Iterable[str] = (),
+    placeholder: str = "",
+    link: dict[str, object] | None = None,
+) -> list[str]:
     """Write info/ for the files under `stage`; returns every member path (files and info/)."""
     members = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if (p.is_file() or p.is_symlink()))
     members = [m for m in members if not m.startswith("info/")]
@@ -44,10 +60,21 @@ def _write_info(stage: Path, index: dict[str, object], *, prefix_files: Iterable
     for member in members:
         path = stage / member
         if path.is_symlink():
-            paths.append({"_path": member, "path_type": "softlink", "sha256": hashlib.sha256(os.readlink(path).encode()).hexdigest(), "size_in_bytes": 0})
+            paths.append(
+                {
+                    "_path": member,
+                    "path_type": "softlink",
+                    "sha256": hashlib.sha256(os.readlink(path).encode()).hexdigest(),
+                    "size_in_bytes": 0,
+                }
+            )
             continue
-        entry: dict[str, object] = {"_path": member, "path_type": "hardlink", "sha256": _sha256(path),
-                                    "size_in_bytes": path.stat().st_size}
+        entry: dict[str, object] = {
+            "_path": member,
+            "path_type": "hardlink",
+            "sha256": _sha256(path),
+            "size_in_bytes": path.stat().st_size,
+        }
         if member in text_files:
             entry.update(file_mode="text", prefix_placeholder=placeholder)
         paths.append(entry)
@@ -88,7 +115,9 @@ def build_python(channel: Path, work: Path) -> Path:
     stdlib = base / "lib" / f"python{PYVER}"
     target = stage / "lib" / f"python{PYVER}"
     shutil.copytree(
-        stdlib, target, symlinks=True,
+        stdlib,
+        target,
+        symlinks=True,
         ignore=lambda folder, names: [n for n in names if n in _SKIP_DIRS or n.endswith((".a", ".pyc"))],
     )
     (target / "site-packages").mkdir()
@@ -107,8 +136,17 @@ def build_python(channel: Path, work: Path) -> Path:
             if marker in data and b"\0" not in data:
                 prefix_files.append(str(path.relative_to(stage)))
     build = "h0_cpython"
-    index = {"name": "python", "version": PYTHON_VERSION, "build": build, "build_number": 0, "subdir": "linux-64",
-             "arch": "x86_64", "platform": "linux", "depends": ["__glibc >=2.17"], "license": "PSF-2.0"}
+    index = {
+        "name": "python",
+        "version": PYTHON_VERSION,
+        "build": build,
+        "build_number": 0,
+        "subdir": "linux-64",
+        "arch": "x86_64",
+        "platform": "linux",
+        "depends": ["__glibc >=2.17"],
+        "license": "PSF-2.0",
+    }
     members = _write_info(stage, index, prefix_files=prefix_files, placeholder=str(base))
     return _create(stage, members, channel / "linux-64", f"python-{PYTHON_VERSION}-{build}.conda")
 
@@ -117,8 +155,14 @@ def build_stub(channel: Path, work: Path, *, name: str, version: str, subdir: st
     """A metadata-only package (no files): enough to solve for a platform this host cannot run."""
     stage = work / f"stub-{name}-{subdir}"
     stage.mkdir(parents=True)
-    index = {"name": name, "version": version, "build": "h0_stub", "build_number": 0, "subdir": subdir,
-             "depends": depends}
+    index = {
+        "name": name,
+        "version": version,
+        "build": "h0_stub",
+        "build_number": 0,
+        "subdir": subdir,
+        "depends": depends,
+    }
     members = _write_info(stage, index)
     return _create(stage, members, channel / subdir, f"{name}-{version}-h0_stub.conda")
 
@@ -131,8 +175,15 @@ def build_noarch_from_wheel(channel: Path, work: Path, wheel: Path, *, depends: 
     (stage / "site-packages").mkdir(parents=True)
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(stage / "site-packages")
-    index = {"name": conda_name, "version": version, "build": "py_0", "build_number": 0, "subdir": "noarch",
-             "noarch": "python", "depends": depends}
+    index = {
+        "name": conda_name,
+        "version": version,
+        "build": "py_0",
+        "build_number": 0,
+        "subdir": "noarch",
+        "noarch": "python",
+        "depends": depends,
+    }
     link = {"noarch": {"type": "python"}, "package_metadata_version": 1}
     members = _write_info(stage, index, link=link)
     return _create(stage, members, channel / "noarch", f"{conda_name}-{version}-py_0.conda")
