@@ -17,7 +17,7 @@ from urllib.request import url2pathname
 from envtiers import envcache
 from envtiers.conda import lockfile, rattler
 from envtiers.conda.locker import _sources, canonical_url
-from envtiers.conda.spec import load_settings
+from envtiers.conda.spec import load_settings, mirror_urls
 from envtiers.errors import EnvironmentBuildError, InputError
 from envtiers.hashing import file_digest, input_hash
 from envtiers.pip.uv import Uv, install_error
@@ -75,10 +75,10 @@ def create(
     cache_dir = project.cache_dir / "conda"
     settings = load_settings(project)
     channels = [c.url for c in lock.metadata.channels]
-    sources = _sources(channels, settings.mirrors)
     uv = uv or Uv()
 
     def build(prefix: Path) -> None:
+        sources = _sources(channels, mirror_urls(project, settings))
         records = _records(conda, sources, platform=platform, cache_dir=cache_dir)
         rattler.install(records, prefix=prefix, cache_dir=cache_dir)
         if wheels:

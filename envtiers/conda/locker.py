@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from envtiers.conda import lockfile, rattler
-from envtiers.conda.spec import CondaSettings, EnvironmentSpec, channel_url, load_settings, read_environment
+from envtiers.conda.spec import (
+    CondaSettings,
+    EnvironmentSpec,
+    channel_url,
+    load_settings,
+    mirror_urls,
+    read_environment,
+)
 from envtiers.conda.wheels import SimpleIndex, choose, supported_tags
 from envtiers.errors import EnvtiersError, LockfileFormatError, ResolutionError
 from envtiers.fsutil import file_lock
@@ -110,7 +117,7 @@ def lock(
         return LockResult(path, False, 0, time.monotonic() - started)
 
     cache_dir = project.cache_dir / "conda"
-    sources = _sources(inputs.environment.channels, inputs.settings.mirrors)
+    sources = _sources(inputs.environment.channels, mirror_urls(project, inputs.settings))
     conda: dict[str, list[lockfile.CondaEntry]] = {}
     for platform in project.platforms:
         report(f"{display}: solving for {platform} ...")

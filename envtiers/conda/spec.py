@@ -39,7 +39,9 @@ class CondaSettings:
     environment_file: Path
     # platform -> {virtual package name: version}; only these are ever solved against, never the host's.
     virtual_packages: dict[str, dict[str, str]]
-    mirrors: dict[str, str]  # channel base URL -> mirror base URL
+    # channel base URL -> the mirror as written (a URL, or a path relative to the project root);
+    # resolved only where metadata or packages are read (`mirror_urls`), so `check` never needs it.
+    mirrors: dict[str, str]
 
     def lockfile(self, project: Project) -> Path:
         return project.lockfiles_dir / LOCKFILE_NAME
@@ -90,19 +92,21 @@ def load_settings(project: Project) -> CondaSettings:
                 f"{SETTINGS_FILE}: [conda.virtual_packages] {platform} must map names like __glibc to versions",
                 fix='e.g. linux-64 = { __glibc = "2.28", __unix = "0", __linux = "0" }',
             )
-    return CondaSettings(environment_file, virtual, _mirrors(project, raw.get("mirrors", {})))
+    return CondaSettings(environment_file, virtual, _mirrors(raw.get("mirrors", {})))
 
 
-def _mirrors(project: Project, raw: Any) -> dict[str, str]:
+def _mirrors(raw: Any) -> dict[str, str]:
     override = os.environ.get(MIRROR_VARIABLE)
     if override is not None:
         raw = dict(item.split("=", 1) for item in override.split(",") if "=" in item)
     if not isinstance(raw, dict):
         raise SettingsError(f"{SETTINGS_FILE}: [conda.mirrors] must map channel names or URLs to URLs")
-    mirrors = {}
-    for channel, target in raw.items():
-        mirrors[channel_url(str(channel))] = _mirror_url(project, str(target))
-    return mirrors
+    return {channel_url(str(channel).strip()): str(target).strip() for channel, target in raw.items()}
+
+
+def mirror_urls(project: Project, settings: CondaSettings) -> dict[str, str]:
+    """channel base URL -> mirror base URL. Raises SettingsError for a mirror folder that is missing."""
+    return {channel: _mirror_url(project, target) for channel, target in settings.mirrors.items()}
 
 
 def _mirror_url(project: Project, target: str) -> str:
