@@ -178,3 +178,30 @@ def test_the_committed_lock_is_the_snapshots_solution() -> None:
         pins = {p.name: p.version for p in pip_lockfile.read(REPO_ROOT / "lockfiles" / "pip" / f"{platform}.txt").pins}
         pip = {p["name"]: p["version"] for p in raw["package"] if p["manager"] == "pip" and p["platform"] == platform}
         assert pip == pins
+
+
+def test_conda_lock_itself_sees_the_lock_as_fresh(make_conda_project: CondaProjectFactory, tmp_path: Path) -> None:
+    """conda-lock's --check-input-hash recomputes the content hash and skips the solve. It insists on
+    a conda executable before that: a stub that could not solve anything proves none was needed."""
+    from envtiers.conda.spec import load_settings
+
+    project = make_conda_project()
+    settings = load_settings(project)
+    spec = tmp_path / "virtual-packages.yml"
+    spec.write_text(lockfile.virtual_package_spec(platforms=project.platforms, virtual=settings.virtual_packages))
+    (tmp_path / "mapping.json").write_text("{}")
+    stub = tmp_path / "micromamba"
+    stub.write_text('#!/bin/sh\necho "micromamba 1.5.0"\n')
+    stub.chmod(0o755)
+
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "conda-lock"), "lock", "-f", "envs/environment.yml",
+            "-p", "linux-64", "-p", "osx-arm64", "--lockfile", "lockfiles/conda-lock.yml", "--check-input-hash",
+            "--virtual-package-spec", str(spec), "--pypi_to_conda_lookup_file", str(tmp_path / "mapping.json"),
+            "--conda", str(stub),
+        ],
+        cwd=project.root, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Spec hash already locked for ['linux-64', 'osx-arm64']. Skipping solve." in done.stdout + done.stderr
