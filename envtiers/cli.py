@@ -22,7 +22,8 @@ def _say(message: str) -> None:
 def cmd_lock(project: Project, args: argparse.Namespace) -> int:
     from envtiers.check import configured_tiers
 
-    # Without --tier every tier is locked, pip first: the conda lock's pip entries come from it.
+    # Without --tier every configured tier is locked, pip first: the conda lock's pip entries come
+    # from it. --platform narrows the pip locks; the conda lock is one file, relocked when stale.
     tiers = [args.tier] if args.tier else list(configured_tiers(project))
     changed = total = 0
     if "pip" in tiers:
@@ -34,7 +35,7 @@ def cmd_lock(project: Project, args: argparse.Namespace) -> int:
     if "conda" in tiers:
         from envtiers.conda.locker import lock as lock_conda
 
-        if args.platform:
+        if args.platform and args.tier == "conda":
             raise InputError(
                 "the conda lock is one file for every platform: --platform does not apply",
                 fix="run `envtiers lock --tier conda` without --platform",

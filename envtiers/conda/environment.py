@@ -16,7 +16,7 @@ from urllib.request import url2pathname
 
 from envtiers import envcache
 from envtiers.conda import lockfile, rattler
-from envtiers.conda.locker import _sources, canonical_url
+from envtiers.conda.locker import canonical_url, channel_sources
 from envtiers.conda.spec import load_settings, mirror_urls
 from envtiers.errors import EnvironmentBuildError, InputError
 from envtiers.hashing import file_digest, input_hash
@@ -78,7 +78,7 @@ def create(
     uv = uv or Uv()
 
     def build(prefix: Path) -> None:
-        sources = _sources(channels, mirror_urls(project, settings))
+        sources = channel_sources(channels, mirror_urls(project, settings))
         records = _records(conda, sources, platform=platform, cache_dir=cache_dir)
         rattler.install(records, prefix=prefix, cache_dir=cache_dir)
         if wheels:

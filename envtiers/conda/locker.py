@@ -117,7 +117,7 @@ def lock(
         return LockResult(path, False, 0, time.monotonic() - started)
 
     cache_dir = project.cache_dir / "conda"
-    sources = _sources(inputs.environment.channels, mirror_urls(project, inputs.settings))
+    sources = channel_sources(inputs.environment.channels, mirror_urls(project, inputs.settings))
     conda: dict[str, list[lockfile.CondaEntry]] = {}
     for platform in project.platforms:
         report(f"{display}: solving for {platform} ...")
@@ -180,7 +180,7 @@ def _fresh(path: Path, display: str, wanted_hash: str, content_hash: Mapping[str
     )
 
 
-def _sources(channels: Sequence[str], mirrors: Mapping[str, str]) -> list[tuple[str, str]]:
+def channel_sources(channels: Sequence[str], mirrors: Mapping[str, str]) -> list[tuple[str, str]]:
     """(canonical base URL, URL actually read) for each channel, in priority order."""
     pairs = []
     for channel in channels:

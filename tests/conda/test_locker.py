@@ -205,3 +205,35 @@ def test_conda_lock_itself_sees_the_lock_as_fresh(make_conda_project: CondaProje
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "Spec hash already locked for ['linux-64', 'osx-arm64']. Skipping solve." in done.stdout + done.stderr
+
+
+def test_lock_with_every_tier_locks_pip_first_then_conda(make_conda_project: CondaProjectFactory) -> None:
+    project = make_conda_project(lock=False)
+    first = run_cli(project.root, "lock")
+    again = run_cli(project.root, "lock", "--platform", "linux-64")
+
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.splitlines()[-1] == "3 lockfile(s) written, 0 up to date"
+    assert lock_path(project.root).is_file()
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.splitlines()[-2:] == [
+        "lockfiles/conda-lock.yml: up to date",
+        "0 lockfile(s) written, 2 up to date",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "headline"),
+    [
+        (["lock", "--tier", "conda", "--platform", "linux-64"], "the conda lock is one file for every platform"),
+        (["env", "create", "--tier", "conda", "--dev"], "--dev and --link-project apply to the pip tier only"),
+    ],
+)
+def test_options_that_do_not_apply_to_the_conda_tier_are_refused(
+    make_conda_project: CondaProjectFactory, args: list[str], headline: str
+) -> None:
+    project = make_conda_project(lock=False)
+    done = run_cli(project.root, *args)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0].startswith(f"envtiers: error: {headline}")
+    assert done.stderr.splitlines()[1].startswith("  fix: ")
