@@ -128,7 +128,14 @@ def _verify_local_file(url: str, sha256: str | None) -> None:
     if not url.startswith("file://"):
         return
     path = Path(url2pathname(urlparse(url).path))
-    actual = file_digest(path) if path.is_file() else None
+    if not path.is_file():
+        raise EnvironmentBuildError(
+            f"the conda mirror lists {path.name} but holds no such file ({path}): a metadata-only mirror "
+            "can lock, not install",
+            fix="point [conda.mirrors] in envs/tiers.toml at a mirror with the package files, or remove the "
+            "mirror (ENVTIERS_CONDA_MIRRORS='') to install from the channel itself",
+        )
+    actual = file_digest(path)
     if actual != sha256:
         raise EnvironmentBuildError(
             f"a conda package does not match the hash recorded in lockfiles/conda-lock.yml: {path.name} has "

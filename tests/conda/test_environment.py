@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 from envtiers import envcache
-from envtiers.conda.environment import create, env_path
+from envtiers.conda.environment import create, env_path, read_lock
 from envtiers.errors import EnvironmentBuildError, InputError
 from tests.conda.channel import ChannelServer
 from tests.conda.conftest import CondaProjectFactory
+from tests.conda.support import SNAPSHOT
 from tests.support import PackageIndex, build_wheel, run_cli, snapshot
 
+SNAPSHOT_ENVIRONMENT = "channels:\n  - conda-forge\ndependencies:\n  - python 3.11.*\n  - pip\n"
 PROBE = (
     "import json, sys, ssl, sqlite3, ctypes, condapkg, purepkg, platpkg, pip; "
     "print(json.dumps([sys.prefix, sys.executable, condapkg.__version__, purepkg.__version__]))"
@@ -106,4 +108,17 @@ def test_a_missing_lock_says_how_to_make_it(make_conda_project: CondaProjectFact
     assert done.returncode != 0
     assert "lockfiles/conda-lock.yml is missing" in done.stderr
     assert "fix: run `make lock`" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_metadata_only_mirror_locks_but_cannot_install(make_conda_project: CondaProjectFactory) -> None:
+    """The conda-forge snapshot as a mirror: a genuine conda-forge lock, and a clear refusal to install."""
+    project = make_conda_project(environment=SNAPSHOT_ENVIRONMENT, mirror=str(SNAPSHOT))
+    python = next(p for p in read_lock(project)[1].package if (p.name, p.platform) == ("python", "linux-64"))
+    assert python.url == "https://conda.anaconda.org/conda-forge/linux-64/python-3.11.15-hd63d673_0_cpython.conda"
+
+    done = run_cli(project.root, "env", "create", "--tier", "conda")
+    assert done.returncode == 1
+    assert "a metadata-only mirror can lock, not install" in done.stderr
+    assert "fix: point [conda.mirrors] in envs/tiers.toml at a mirror with the package files" in done.stderr
     assert "Traceback" not in done.stderr
