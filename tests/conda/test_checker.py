@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -126,3 +128,18 @@ def test_the_repository_lock_passes_when_the_spec_is_untouched() -> None:
     from tests.support import REPO_ROOT
 
     assert check_conda(load_project(REPO_ROOT))[1] == []
+
+
+def test_the_repository_check_names_the_conda_lock_when_environment_yml_changes(tmp_path: Path) -> None:
+    from tests.support import REPO_ROOT
+
+    for part in ("envs", "lockfiles"):
+        shutil.copytree(REPO_ROOT / part, tmp_path / part)
+    environment = tmp_path / "envs" / "environment.yml"
+    environment.write_text(environment.read_text() + "  - openssl\n")
+
+    done = run_cli(tmp_path, "check")
+    assert done.returncode == 1
+    assert f"{LOCK}: was locked from a different envs/environment.yml" in done.stdout
+    assert f"{LOCK}: conda-lock's content hash for linux-64 is stale" in done.stdout
+    assert "lockfiles/pip/" not in done.stdout  # only the conda lock is stale

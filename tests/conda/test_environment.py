@@ -87,6 +87,7 @@ def test_a_tampered_conda_package_is_refused(
 def test_a_tampered_wheel_is_refused(make_conda_project: CondaProjectFactory, private_index: PackageIndex) -> None:
     project = make_conda_project(index_url=private_index.url)
     wheel = private_index.file("purepkg", "2.0")
+    original = wheel.read_bytes()
     wheel.unlink()
     build_wheel(private_index.directory, "purepkg", "2.0", extra_source="EVIL = True\n")
 
@@ -94,6 +95,12 @@ def test_a_tampered_wheel_is_refused(make_conda_project: CondaProjectFactory, pr
         create(project)
     envs = list((project.cache_dir / "envs").iterdir())
     assert envs and all(envcache.read_marker(p) is None for p in envs)
+
+    # The half-built env (conda part installed, wheels refused) is never used: the next call rebuilds it.
+    wheel.write_bytes(original)
+    info = create(project)
+    assert info.created is True and info.prefix == envs[0]
+    assert probe(info.python)[3] == "2.0"
 
 
 def test_another_platforms_env_is_refused(make_conda_project: CondaProjectFactory) -> None:
