@@ -7,7 +7,8 @@ PYTHON ?= python3
 TIER ?= pip
 TOOLS := .tools
 VENV := .venv
-# envtiers runs from the source tree on the bootstrap interpreter (it needs only uv + packaging).
+# envtiers runs from the source tree on the bootstrap interpreter (uv, packaging, and py-rattler +
+# conda-lock for the conda tier: all from the hashed lockfiles/tools.txt).
 ENVTIERS := PYTHONPATH=$(CURDIR) $(TOOLS)/bin/python -m envtiers
 PYTEST_ARGS ?=
 # make run: the flow's options (see `python flows/detector_flow.py run --help`).
@@ -31,12 +32,12 @@ $(TOOLS)/.ok: lockfiles/tools.txt
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r lockfiles/tools.txt
 	touch $@
 
-tools: $(TOOLS)/.ok ## Bootstrap uv into .tools/ (from the hashed lockfiles/tools.txt)
+tools: $(TOOLS)/.ok ## Bootstrap uv, py-rattler and conda-lock into .tools/ (from the hashed lockfiles/tools.txt)
 
 venv: tools ## Build .venv from the host's runtime + dev locks (a no-op when they are unchanged)
 	@$(ENVTIERS) env create --tier pip --dev --target $(VENV) --link-project >/dev/null
 
-lock: tools ## Resolve every lockfile whose inputs changed (linux-64 and osx-arm64, from any host)
+lock: tools ## Resolve every lockfile whose inputs changed: pip, then conda (linux-64 and osx-arm64, from any host)
 	$(ENVTIERS) lock
 
 relock: tools ## Re-resolve every lockfile even if nothing changed (keeps current versions when allowed)

@@ -43,14 +43,32 @@ def problem_from_error(path: str, error: LockfileFormatError) -> Problem:
     return Problem(path, message, error.fix or "run `make lock`", error.exit_code)
 
 
-def check_project(project: Project, *, tiers: tuple[str, ...] = ("pip",)) -> CheckReport:
-    """Check every lockfile of the chosen tiers. Raises InputError when the spec itself is unusable."""
+def configured_tiers(project: Project) -> tuple[str, ...]:
+    """The tiers a project locks: pip always; conda when it has its environment file."""
+    from envtiers.conda.spec import is_configured
+
+    return ("pip", "conda") if is_configured(project) else ("pip",)
+
+
+def check_project(project: Project, *, tiers: tuple[str, ...] | None = None) -> CheckReport:
+    """Check every lockfile of the chosen tiers (default: the configured ones).
+
+    Raises InputError when the spec itself is unusable.
+    """
     from envtiers.pip.checker import check_pip
 
+    if tiers is None:
+        tiers = configured_tiers(project)
     checked: list[str] = []
     problems: list[Problem] = []
     if "pip" in tiers:
         files, found = check_pip(project)
+        checked += files
+        problems += found
+    if "conda" in tiers:
+        from envtiers.conda.checker import check_conda
+
+        files, found = check_conda(project)
         checked += files
         problems += found
     return CheckReport(tuple(checked), tuple(problems))

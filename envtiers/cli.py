@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from envtiers import __version__
-from envtiers.errors import EXIT_BAD_INPUT, EXIT_OK, EnvtiersError
+from envtiers.errors import EXIT_BAD_INPUT, EXIT_OK, EnvtiersError, InputError
 from envtiers.settings import Project, load_project
 
-TIERS = ("pip",)
+TIERS = ("pip", "conda")
 
 
 def _say(message: str) -> None:
@@ -20,18 +20,37 @@ def _say(message: str) -> None:
 
 
 def cmd_lock(project: Project, args: argparse.Namespace) -> int:
-    from envtiers.pip.locker import lock
+    from envtiers.check import configured_tiers
 
-    results = lock(project, platforms=args.platform or None, force=args.force, upgrade=args.upgrade, report=_say)
-    changed = sum(result.changed for result in results)
-    _say(f"{changed} lockfile(s) written, {len(results) - changed} up to date")
+    # Without --tier every configured tier is locked, pip first: the conda lock's pip entries come
+    # from it. --platform narrows the pip locks; the conda lock is one file, relocked when stale.
+    tiers = [args.tier] if args.tier else list(configured_tiers(project))
+    changed = total = 0
+    if "pip" in tiers:
+        from envtiers.pip.locker import lock
+
+        results = lock(project, platforms=args.platform or None, force=args.force, upgrade=args.upgrade, report=_say)
+        changed += sum(result.changed for result in results)
+        total += len(results)
+    if "conda" in tiers:
+        from envtiers.conda.locker import lock as lock_conda
+
+        if args.platform and args.tier == "conda":
+            raise InputError(
+                "the conda lock is one file for every platform: --platform does not apply",
+                fix="run `envtiers lock --tier conda` without --platform",
+            )
+        result = lock_conda(project, force=args.force or args.upgrade, report=_say)
+        changed += result.changed
+        total += 1
+    _say(f"{changed} lockfile(s) written, {total - changed} up to date")
     return EXIT_OK
 
 
 def cmd_check(project: Project, args: argparse.Namespace) -> int:
     from envtiers.check import check_project
 
-    report = check_project(project, tiers=tuple(args.tier or TIERS))
+    report = check_project(project, tiers=tuple(args.tier) if args.tier else None)
     for problem in report.problems:
         print(problem.render())
     if report.problems:
@@ -42,6 +61,14 @@ def cmd_check(project: Project, args: argparse.Namespace) -> int:
 
 
 def cmd_env_create(project: Project, args: argparse.Namespace) -> int:
+    if args.tier == "conda":
+        from envtiers.conda.environment import create as create_conda
+
+        _no_dev(args)
+        conda_info = create_conda(project, platform=args.platform, target=args.target)
+        _say(f"{'created' if conda_info.created else 'reused'} {conda_info.prefix}")
+        print(conda_info.python)
+        return EXIT_OK
     from envtiers.pip.environment import create
 
     info = create(
@@ -58,10 +85,22 @@ def cmd_env_create(project: Project, args: argparse.Namespace) -> int:
 
 def cmd_env_path(project: Project, args: argparse.Namespace) -> int:
     from envtiers.envcache import python_in
+
+    if args.tier == "conda":
+        from envtiers.conda.environment import env_path as conda_env_path
+
+        _no_dev(args)
+        print(python_in(conda_env_path(project, platform=args.platform, target=args.target)))
+        return EXIT_OK
     from envtiers.pip.environment import env_path
 
     print(python_in(env_path(project, platform=args.platform, dev=args.dev, target=args.target)))
     return EXIT_OK
+
+
+def _no_dev(args: argparse.Namespace) -> None:
+    if args.dev or getattr(args, "link_project", False):
+        raise InputError("--dev and --link-project apply to the pip tier only", fix="drop them, or use --tier pip")
 
 
 def cmd_export(project: Project, args: argparse.Namespace) -> int:
@@ -80,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     lock = commands.add_parser("lock", help="resolve lockfiles whose inputs changed")
-    lock.add_argument("--tier", choices=TIERS, default="pip")
+    lock.add_argument("--tier", choices=TIERS, help="only this tier (default: every tier, pip first)")
     lock.add_argument("--platform", action="append", help="only this platform (repeatable)")
     lock.add_argument("--force", action="store_true", help="re-resolve even when inputs are unchanged")
     lock.add_argument("--upgrade", action="store_true", help="re-resolve to the newest allowed versions")

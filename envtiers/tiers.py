@@ -9,7 +9,7 @@ A tier answers four questions about a project:
 - `remote_image`: which image a remote task must run in, when the tier decides it.
 
 Tiers never resolve anything: they build from committed lockfiles, or fail with the command that
-fixes them. The pip tier lives in `envtiers.pip.tier`; conda and image register here.
+fixes them. The pip tier lives in `envtiers.pip.tier`, the conda tier in `envtiers.conda.tier`; image registers here.
 """
 
 from __future__ import annotations
@@ -111,6 +111,10 @@ def get_tier(name: str) -> Tier:
         from envtiers.pip.tier import PipTier
 
         return PipTier()
+    if name == "conda":
+        from envtiers.conda.tier import CondaTier
+
+        return CondaTier()
     if name == "image":
         return ImageTier()
     if name in TIER_NAMES:

@@ -15,7 +15,8 @@ import pytest
 
 from envtiers.pip.locker import lock
 from envtiers.settings import REDIRECTING_VARIABLES, Project, load_project
-from tests.support import PackageIndex, build_packages, write_project
+from tests.conda.channel import ChannelServer
+from tests.support import PackageIndex, build_packages, build_wheel, write_project
 
 # The spec most index-backed tests lock: a pure package, a platform-tagged one, and markers.
 BASE_SPEC = "purepkg\nplatpkg\nmarkerpkg\n"
@@ -54,6 +55,25 @@ def private_index(index_files: Path, tmp_path: Path) -> Iterator[PackageIndex]:
     index = PackageIndex(directory).start()
     yield index
     index.stop()
+
+
+@pytest.fixture(scope="session")
+def conda_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's local conda channel: python (linux-64, + an osx-arm64 stub), pip and condapkg
+    (noarch), built from this machine's CPython and wheels (tests/conda/channel.py). Read-only."""
+    from tests.conda.channel import build_channel
+
+    work = tmp_path_factory.mktemp("conda-build")
+    wheel = build_wheel(work, "condapkg", "1.0")
+    return build_channel(tmp_path_factory.mktemp("conda-channel"), work, extra_wheels=[wheel])
+
+
+@pytest.fixture(scope="session")
+def conda_server(conda_channel: Path) -> Iterator[ChannelServer]:
+    """The session's conda channel over http on 127.0.0.1."""
+    server = ChannelServer(conda_channel).start()
+    yield server
+    server.stop()
 
 
 _SESSION_INDEX: Any = object()

@@ -17,6 +17,7 @@ def test_committed_lockfiles_are_consistent_with_envs() -> None:
         "lockfiles/pip/dev/linux-64.txt",
         "lockfiles/pip/dev/osx-arm64.txt",
         "lockfiles/tools.txt",
+        "lockfiles/conda-lock.yml",
     )
 
 

@@ -229,3 +229,21 @@ def test_step_functions_batch_job_requests_a_gpu_and_bootstraps(aws: dict[str, s
     definition = described["jobDefinitions"][0]
     assert definition["containerProperties"]["image"] == "python:3.11"
     assert SECRET not in json.dumps(definition, default=str)
+
+
+def test_argo_conda_tier_bootstraps_from_the_conda_lock(aws: dict[str, str], tmp_path: Path) -> None:
+    workflow = compile_flow(DETECTOR_FLOW, "conda", "argo-workflows", aws, tmp_path)
+    command = " ".join(
+        argo_container(workflow, "augment_data_train_model")["command"]
+        + (argo_container(workflow, "augment_data_train_model").get("args") or [])
+    )
+    assert "--require-hashes --target .envtiers/tools -r lockfiles/tools.txt" in command
+    assert (
+        "python -m envtiers --project . env create --tier conda --platform linux-64 --target .envtiers/env" in command
+    )
+    assert ".envtiers/env/bin/python -s detector_flow.py" in command
+    assert "--environment=envtiers-conda" in command
+    with code_package(aws, command) as package:
+        for name in ("lockfiles/conda-lock.yml", "envs/environment.yml", "envtiers/conda/environment.py"):
+            shipped = package.extractfile(name).read()  # type: ignore[union-attr]
+            assert shipped == (DETECTOR_FLOW.parents[1] / name).read_bytes()

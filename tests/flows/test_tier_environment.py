@@ -85,12 +85,6 @@ def test_local_environment_runs_in_the_launching_interpreter(flow_project: Proje
     assert result == [True, False]
 
 
-def test_a_tier_not_built_yet_fails_before_any_step_with_the_fix(flow_project: Project, tmp_path: Path) -> None:
-    flow = write_tiny_flow(flow_project)
-    done = run_flow(flow, ["--environment=envtiers-conda", "run"], cwd=tmp_path)
-    assert_refused_before_any_step(done, "the conda tier is not available yet", "fix: run with TIER=pip")
-
-
 def test_a_broken_lock_stops_the_run_before_any_step(flow_project: Project, tmp_path: Path) -> None:
     flow = write_tiny_flow(flow_project)
     lock = flow_project.pip_lock_dir / "linux-64.txt"

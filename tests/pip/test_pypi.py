@@ -47,6 +47,6 @@ def test_real_spec_locks_cuda_wheels_for_linux_only(pypi: None, tmp_path: Path) 
     assert {"tensorflow", "keras", "keras-cv"} <= osx
     assert not [name for name in osx if name.startswith("nvidia-")]
     assert "promise" not in linux | osx  # dropped by envs/overrides.txt
-    report = check_project(project)
+    report = check_project(project, tiers=("pip",))  # the conda tier reads its mirror from the repo
     assert report.problems == (), "\n".join(problem.render() for problem in report.problems)
     assert len(report.checked) == 5  # runtime and dev for both platforms, and tools

@@ -1,0 +1,205 @@
+"""Benchmarks of the conda tier: locking the real spec against the conda-forge snapshot, the offline
+check of every tier, and building a conda environment cold and warm on a local channel.
+
+The lock runs on copies of the project (the repository's lockfiles/ is never written) with
+conda-forge mirrored to the snapshot committed in tests/data; its pip entries are looked up on the
+package index, as a real `make lock` does. The env benchmark uses the tests' local conda channel (a
+relocated CPython, pip and a tiny package): the snapshot holds metadata only, nothing to install.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from bench.harness import REPO, BenchError, Context, copy_project, envtiers_command, envtiers_env, run, sample, say
+from bench.report import Goal, Measurement, Row
+from envtiers.conda import rattler
+from envtiers.conda.environment import create
+from envtiers.conda.locker import lock as lock_conda
+from envtiers.conda.spec import MIRROR_VARIABLE, load_settings, read_environment
+from envtiers.pip.locker import lock as lock_pip
+from envtiers.settings import load_project
+
+MODULE = "conda-tier"
+SNAPSHOT = REPO / "tests" / "data" / "conda-forge-snapshot"
+
+
+def _shown(*args: str) -> str:
+    return "python -m envtiers " + " ".join(args)
+
+
+def bench_lock(ctx: Context) -> list[Row]:
+    """`envtiers lock --tier conda --force` for linux-64 and osx-arm64 against the snapshot mirror."""
+    root = copy_project(ctx.tempdir("conda-lock-project"), lockfiles=True)
+    env = envtiers_env(**{MIRROR_VARIABLE: f"conda-forge={SNAPSHOT}"})
+    command = envtiers_command(root, "lock", "--tier", "conda", "--force")
+    counts: list[str] = []
+
+    def once() -> float:
+        elapsed, result = run(command, cwd=ctx.scratch, env=env)
+        counts[:] = [line for line in result.stderr.splitlines() if "locked" in line][-1:]
+        return elapsed
+
+    warmup = [once()]
+    samples = sample(ctx.reps(5, 3), once, what="envtiers lock --tier conda")
+
+    # The solver alone, in-process: what the lock costs without the package index round trips.
+    project = load_project(root)
+    settings = load_settings(project)
+    specs = read_environment(settings.environment_file, display="environment.yml").specs
+
+    def solve_once() -> float:
+        cache = ctx.tempdir("rattler-cache")
+        started = time.perf_counter()
+        for platform in project.platforms:
+            rattler.solve(
+                channels=[SNAPSHOT.as_uri()],
+                specs=specs,
+                platform=platform,
+                virtual=settings.virtual_packages[platform],
+                cache_dir=cache,
+            )
+        elapsed = time.perf_counter() - started
+        shutil.rmtree(cache, ignore_errors=True)
+        return elapsed
+
+    solve_samples = sample(ctx.reps(10, 5), solve_once, what="rattler solve, both platforms")
+    return [
+        Row(
+            id="lock",
+            benchmark="lock",
+            title="Conda lock from scratch, linux-64 + osx-arm64 (`envtiers lock --tier conda --force`)",
+            envtiers=Measurement("envtiers/py-rattler", _shown("lock", "--tier", "conda", "--force"), samples, warmup),
+            goal=Goal("value_at_most", 30.0),
+            notes=[
+                "Whole CLI process: two rattler solves against the conda-forge snapshot (a file:// mirror), "
+                "then one simple-API page per pip pin from the package index to pick each platform's wheel.",
+                f"Result: {counts[0] if counts else '?'}.",
+                "conda-lock itself cannot run here: it needs a conda/mamba binary (and downloads one).",
+            ],
+        ),
+        Row(
+            id="solve",
+            benchmark="lock",
+            title="py-rattler solve of envs/environment.yml, both platforms, cold repodata cache (in-process)",
+            envtiers=Measurement("py-rattler", "rattler.solve(...) x 2 platforms", solve_samples),
+            goal=Goal("value_at_most", 1.0),
+        ),
+    ]
+
+
+def bench_check(ctx: Context) -> list[Row]:
+    """`envtiers check` with every tier (pip and conda) on copies of the committed lockfiles."""
+    root = copy_project(ctx.tempdir("check-all-project"), lockfiles=True)
+    command = envtiers_command(root, "check")
+    env = envtiers_env()
+    outcome: list[str] = []
+
+    def once() -> float:
+        elapsed, result = run(command, cwd=ctx.scratch, env=env, ok=(0, 1))
+        outcome[:] = [f"exit {result.returncode}: {result.stdout.strip().splitlines()[-1]}"]
+        return elapsed
+
+    warmup = [once()]
+    samples = sample(ctx.reps(5, 3), once, what="envtiers check (all tiers)")
+    return [
+        Row(
+            id="check-all",
+            benchmark="check",
+            title="Offline check of every committed lockfile, pip and conda (`make check`)",
+            envtiers=Measurement("envtiers", _shown("check"), samples, warmup),
+            goal=Goal("value_at_most", 3.0),
+            notes=[f"Whole CLI process, interpreter start-up included; result: {outcome[0]}."],
+        )
+    ]
+
+
+def _fixture_project(ctx: Context) -> tuple[Path, object]:
+    """A project whose conda lock solves against the tests' local channel; pip entries from a local index."""
+    from tests.conda.channel import build_channel
+    from tests.conda.support import add_conda_tier
+    from tests.support import PackageIndex, build_packages, build_wheel, write_project
+
+    work = ctx.tempdir("conda-build")
+    channel = build_channel(ctx.tempdir("conda-channel"), work, extra_wheels=[build_wheel(work, "condapkg", "1.0")])
+    wheels = ctx.tempdir("index")
+    build_packages(wheels)
+    index = PackageIndex(wheels).start()
+    root = write_project(ctx.tempdir("conda-env-project"), requirements="purepkg\nplatpkg\n", index_url=index.url)
+    add_conda_tier(root, mirror=channel.as_uri())
+    project = load_project(root, cache_dir=ctx.tempdir("lock-cache"))
+    lock_pip(project)
+    lock_conda(project)
+    return root, index
+
+
+def bench_env(ctx: Context) -> list[Row]:
+    """`env create --tier conda` on the fixture channel: cold (empty caches) and warm (package cache kept)."""
+    say("building the local conda channel and locking a project against it, untimed")
+    root, index = _fixture_project(ctx)
+    saved_uv_cache = os.environ.get("UV_CACHE_DIR")
+    try:
+
+        def timed_create(cache: Path) -> float:
+            project = load_project(root, cache_dir=cache)
+            started = time.perf_counter()
+            info = create(project)
+            elapsed = time.perf_counter() - started
+            if not info.created:
+                raise BenchError(f"envtiers reused {info.prefix} where it had to build")
+            return elapsed
+
+        def cold_once() -> float:
+            cache = ctx.tempdir("conda-cold")
+            os.environ["UV_CACHE_DIR"] = str(cache / "uv")
+            try:
+                return timed_create(cache)
+            finally:
+                shutil.rmtree(cache, ignore_errors=True)
+
+        warm_cache = ctx.tempdir("conda-warm")
+
+        def warm_once() -> float:
+            os.environ["UV_CACHE_DIR"] = str(warm_cache / "uv")
+            shutil.rmtree(warm_cache / "envs", ignore_errors=True)  # the env goes, the package caches stay
+            return timed_create(warm_cache)
+
+        warm_warmup = [warm_once()]
+        cold = sample(ctx.reps(5, 3), cold_once, what="env create --tier conda (cold)")
+        warm = sample(ctx.reps(5, 3), warm_once, what="env create --tier conda (warm package cache)")
+    finally:
+        index.stop()  # type: ignore[attr-defined]
+        if saved_uv_cache is None:
+            os.environ.pop("UV_CACHE_DIR", None)
+        else:
+            os.environ["UV_CACHE_DIR"] = saved_uv_cache
+    note = (
+        "Fixture channel: a 17 MB relocated CPython, pip and a tiny noarch package (file:// mirror), plus "
+        "two wheels from a local index; in-process `create()`, verification of every file included."
+    )
+    return [
+        Row(
+            id="env-cold",
+            benchmark="env",
+            title="Conda env from the lock, cold (empty package and uv caches)",
+            envtiers=Measurement("envtiers/py-rattler+uv", _shown("env", "create", "--tier", "conda"), cold),
+            goal=Goal("value_at_most", 10.0),
+            notes=[note],
+        ),
+        Row(
+            id="env-warm",
+            benchmark="env",
+            title="Conda env from the lock, warm (packages cached, new prefix)",
+            envtiers=Measurement(
+                "envtiers/py-rattler+uv", _shown("env", "create", "--tier", "conda"), warm, warm_warmup
+            ),
+            goal=Goal("value_at_most", 3.0),
+            notes=[note],
+        ),
+    ]
+
+
+BENCHMARKS = {"lock": bench_lock, "check": bench_check, "env": bench_env}

@@ -1,0 +1,240 @@
+"""`envtiers lock --tier conda`: solve environment.yml per platform with py-rattler, add the pip
+tier's locked wheels, and write lockfiles/conda-lock.yml (skipped when the inputs are unchanged).
+
+The pip entries come from `lockfiles/pip/<platform>.txt`, so lock the pip tier first (`envtiers
+lock` does). Mirrors are read instead of the channels they stand for, and their URLs are rewritten
+to the channel's own before anything is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envtiers.conda import lockfile, rattler
+from envtiers.conda.spec import (
+    CondaSettings,
+    EnvironmentSpec,
+    channel_url,
+    load_settings,
+    mirror_urls,
+    read_environment,
+)
+from envtiers.conda.wheels import SimpleIndex, choose, supported_tags
+from envtiers.errors import EnvtiersError, LockfileFormatError, ResolutionError
+from envtiers.fsutil import file_lock
+from envtiers.hashing import input_hash
+from envtiers.pip import lockfile as pip_lockfile
+from envtiers.pip.locker import runtime_lock_path
+from envtiers.settings import Project
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LockResult:
+    path: Path
+    changed: bool
+    packages: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Inputs:
+    settings: CondaSettings
+    environment: EnvironmentSpec
+    pip_locks: dict[str, pip_lockfile.PipLock]
+
+
+def read_inputs(project: Project) -> Inputs:
+    """environment.yml, the [conda] settings and the pip runtime locks. Raises SpecError & co."""
+    settings = load_settings(project)
+    environment = read_environment(settings.environment_file, display=project.rel(settings.environment_file))
+    pip_locks = {}
+    for platform in project.platforms:
+        path = runtime_lock_path(project, platform)
+        if not path.is_file():
+            raise LockfileFormatError(
+                f"{project.rel(path)} is missing: the conda lock's pip entries come from it",
+                fix="run `envtiers lock --tier pip` first (`make lock` locks both, pip first)",
+            )
+        pip_lock = pip_lockfile.read(path, display=project.rel(path))
+        if not pip_lock.body_intact:
+            raise LockfileFormatError(
+                f"{project.rel(path)} was edited after locking (digest mismatch)", fix="run `make lock`"
+            )
+        pip_locks[platform] = pip_lock
+    return Inputs(settings, environment, pip_locks)
+
+
+def expected_input_hash(project: Project, inputs: Inputs) -> str:
+    """envtiers' hash of what the conda lock is made from. Mirrors are left out on purpose: where
+    metadata is read from never changes what is locked."""
+    return input_hash(
+        {
+            "tier": "conda",
+            "python": project.python,
+            "platforms": list(project.platforms),
+            "environment": inputs.environment.normalised(),
+            "virtual_packages": {p: inputs.settings.virtual_packages[p] for p in project.platforms},
+            "pip_locks": {p: inputs.pip_locks[p].header.body_sha256 for p in project.platforms},
+        }
+    )
+
+
+def expected_content_hashes(project: Project, inputs: Inputs) -> dict[str, str]:
+    return lockfile.content_hashes(
+        environment_file=inputs.settings.environment_file,
+        platforms=project.platforms,
+        virtual=inputs.settings.virtual_packages,
+    )
+
+
+def lock(
+    project: Project,
+    *,
+    force: bool = False,
+    index: SimpleIndex | None = None,
+    report: Callable[[str], None] = lambda _: None,
+) -> LockResult:
+    """Bring lockfiles/conda-lock.yml up to date with its inputs.
+
+    Raises ResolutionError with the solver's explanation (nothing is written then),
+    IndexUnreachableError when a channel or the package index cannot be read.
+    """
+    started = time.monotonic()
+    inputs = read_inputs(project)
+    path = inputs.settings.lockfile(project)
+    display = project.rel(path)
+    wanted_hash = expected_input_hash(project, inputs)
+    content_hash = expected_content_hashes(project, inputs)
+    if not force and _fresh(path, display, wanted_hash, content_hash):
+        report(f"{display}: up to date")
+        return LockResult(path, False, 0, time.monotonic() - started)
+
+    cache_dir = project.cache_dir / "conda"
+    sources = channel_sources(inputs.environment.channels, mirror_urls(project, inputs.settings))
+    conda: dict[str, list[lockfile.CondaEntry]] = {}
+    for platform in project.platforms:
+        report(f"{display}: solving for {platform} ...")
+        records = rattler.solve(
+            channels=[source for _, source in sources],
+            specs=inputs.environment.specs,
+            platform=platform,
+            virtual=inputs.settings.virtual_packages[platform],
+            cache_dir=cache_dir,
+        )
+        conda[platform] = [_entry(record, sources) for record in records]
+        _check_python(project, platform, conda[platform])
+    pip = pip_entries(project, inputs, index=index or SimpleIndex(project.pip.index_url))
+    document = lockfile.build_lockfile(
+        channels=inputs.environment.channels,
+        platforms=project.platforms,
+        conda=conda,
+        pip=pip,
+        content_hash=content_hash,
+        input_hash=wanted_hash,
+        sources=[_relative_source(project, inputs.settings.environment_file)],
+    )
+    with file_lock(project.lockfiles_dir / ".envtiers-lock", what="locking"):
+        lockfile.write(document, path)
+    count = sum(len(v) for v in conda.values()) + sum(len(v) for v in pip.values())
+    report(f"{display}: locked {count} packages for {', '.join(project.platforms)}")
+    return LockResult(path, True, count, time.monotonic() - started)
+
+
+def pip_entries(project: Project, inputs: Inputs, *, index: SimpleIndex) -> dict[str, list[lockfile.PipEntry]]:
+    """The wheel each pip pin installs on each platform (URL and sha256), from the index."""
+    names = {pin.name for lock in inputs.pip_locks.values() for pin in lock.pins}
+    index.prefetch(names)
+    result: dict[str, list[lockfile.PipEntry]] = {}
+    for platform in project.platforms:
+        tags = supported_tags(platform, project.python, inputs.settings.virtual_packages[platform])
+        ranking = {tag: rank for rank, tag in enumerate(tags)}
+        entries = []
+        for pin in inputs.pip_locks[platform].pins:
+            hashes = {h.removeprefix("sha256:") for h in pin.hashes}
+            chosen = choose(index.files(pin.name), hashes=hashes, ranking=ranking)
+            if chosen is None or chosen.sha256 is None:
+                raise ResolutionError(
+                    f"no wheel of {pin.name}=={pin.version} listed in {project.rel(inputs.pip_locks[platform].path)} "
+                    f"fits {platform} with Python {project.python} on the index",
+                    fix="run `envtiers lock --tier pip --force` against the same index, then lock the conda tier",
+                )
+            entries.append(lockfile.PipEntry(pin.name, pin.version, chosen.url, chosen.sha256))
+        result[platform] = entries
+    return result
+
+
+def _fresh(path: Path, display: str, wanted_hash: str, content_hash: Mapping[str, str]) -> bool:
+    try:
+        current = lockfile.read(path, display=display)
+    except EnvtiersError:
+        return False
+    return lockfile.stored_input_hash(current) == wanted_hash and dict(current.metadata.content_hash) == dict(
+        content_hash
+    )
+
+
+def channel_sources(channels: Sequence[str], mirrors: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(canonical base URL, URL actually read) for each channel, in priority order."""
+    pairs = []
+    for channel in channels:
+        canonical = channel_url(channel)
+        pairs.append((canonical, mirrors.get(canonical, canonical)))
+    return pairs
+
+
+def canonical_url(url: str, sources: Sequence[tuple[str, str]]) -> str:
+    for canonical, source in sources:
+        if url.startswith(source.rstrip("/") + "/"):
+            return canonical + url[len(source.rstrip("/")) :]
+    return url
+
+
+def mirrored_url(url: str, sources: Sequence[tuple[str, str]]) -> str:
+    for canonical, source in sources:
+        if url.startswith(canonical + "/"):
+            return source.rstrip("/") + url[len(canonical) :]
+    return url
+
+
+def _entry(record: Any, sources: Sequence[tuple[str, str]]) -> lockfile.CondaEntry:
+    if record.md5 is None or record.sha256 is None:
+        raise ResolutionError(
+            f"the channel lists {record.file_name} without md5 and sha256: it cannot be locked",
+            fix="use a channel (or mirror) whose repodata records package hashes",
+        )
+    return lockfile.CondaEntry(
+        name=record.name.normalized,
+        version=str(record.version),
+        build=str(record.build),
+        url=canonical_url(str(record.url), sources),
+        md5=record.md5.hex(),
+        sha256=record.sha256.hex(),
+        depends=tuple(record.depends),
+    )
+
+
+def _check_python(project: Project, platform: str, entries: Sequence[lockfile.CondaEntry]) -> None:
+    python = next((e for e in entries if e.name == "python"), None)
+    if python is None:
+        raise ResolutionError(
+            f"the conda solution for {platform} has no python", fix="add 'python 3.11.*' to envs/environment.yml"
+        )
+    if python.version != project.python and not python.version.startswith(project.python + "."):
+        raise ResolutionError(
+            f"the conda solution for {platform} has python {python.version}, the project pins {project.python}",
+            fix=f"require 'python {project.python}.*' in envs/environment.yml",
+        )
+
+
+def _relative_source(project: Project, path: Path) -> str:
+    try:
+        return str(Path("..") / path.relative_to(project.root))
+    except ValueError:
+        return str(path)

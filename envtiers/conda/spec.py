@@ -1,0 +1,167 @@
+"""The conda tier's inputs: `envs/environment.yml` and the `[conda]` table of envs/tiers.toml.
+
+environment.yml holds only conda specs: the tier's Python packages are the pip tier's lock for the
+same platform (pip entries of the conda lock), so a `pip:` section is refused rather than ignored.
+Mirrors change where channel metadata and packages are read, never the URLs recorded in the lock.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from envtiers.errors import SettingsError, SpecError
+from envtiers.settings import SETTINGS_FILE, Project
+
+DEFAULT_CHANNEL_BASE = "https://conda.anaconda.org"
+LOCKFILE_NAME = "conda-lock.yml"
+# Overrides every mirror of the settings with "" (none: the live channels) or "NAME=URL,...".
+MIRROR_VARIABLE = "ENVTIERS_CONDA_MIRRORS"
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    path: Path
+    channels: tuple[str, ...]
+    specs: tuple[str, ...]
+
+    def normalised(self) -> dict[str, list[str]]:
+        """What the input hash covers: channel order matters (priority), spec order does not."""
+        return {"channels": list(self.channels), "specs": sorted(" ".join(s.split()) for s in self.specs)}
+
+
+@dataclass(frozen=True)
+class CondaSettings:
+    environment_file: Path
+    # platform -> {virtual package name: version}; only these are ever solved against, never the host's.
+    virtual_packages: dict[str, dict[str, str]]
+    # channel base URL -> the mirror as written (a URL, or a path relative to the project root);
+    # resolved only where metadata or packages are read (`mirror_urls`), so `check` never needs it.
+    mirrors: dict[str, str]
+
+    def lockfile(self, project: Project) -> Path:
+        return project.lockfiles_dir / LOCKFILE_NAME
+
+
+def channel_url(channel: str) -> str:
+    """The canonical base URL of a channel given by name (`conda-forge`) or URL."""
+    if "://" in channel:
+        return channel.rstrip("/")
+    return f"{DEFAULT_CHANNEL_BASE}/{channel.strip('/')}"
+
+
+def default_virtual_packages(project: Project, platform: str) -> dict[str, str]:
+    cuda = str(project.raw.get("cuda", {}).get("version", "")).strip()
+    if platform.startswith("linux"):
+        packages = {"__glibc": "2.28", "__unix": "0", "__linux": "0"}
+        if cuda:
+            packages["__cuda"] = cuda
+        return packages
+    if platform.startswith("osx"):
+        return {"__osx": "13.0", "__unix": "0"}
+    return {}
+
+
+def is_configured(project: Project) -> bool:
+    """Whether the project uses the conda tier at all: it has an environment file."""
+    return load_settings(project).environment_file.is_file()
+
+
+def load_settings(project: Project) -> CondaSettings:
+    """The `[conda]` settings with defaults. Raises SettingsError for malformed values."""
+    raw = project.raw.get("conda", {})
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{SETTINGS_FILE}: [conda] must be a table")
+    environment_file = project.envs_dir / str(raw.get("environment", "environment.yml"))
+    declared = raw.get("virtual_packages", {})
+    if not isinstance(declared, dict):
+        raise SettingsError(f"{SETTINGS_FILE}: [conda.virtual_packages] must be a table of platforms")
+    virtual: dict[str, dict[str, str]] = {}
+    for platform in project.platforms:
+        packages = declared.get(platform)
+        if packages is None:
+            virtual[platform] = default_virtual_packages(project, platform)
+        elif isinstance(packages, dict) and all(str(k).startswith("__") for k in packages):
+            virtual[platform] = {str(k): str(v) for k, v in packages.items()}
+        else:
+            raise SettingsError(
+                f"{SETTINGS_FILE}: [conda.virtual_packages] {platform} must map names like __glibc to versions",
+                fix='e.g. linux-64 = { __glibc = "2.28", __unix = "0", __linux = "0" }',
+            )
+    return CondaSettings(environment_file, virtual, _mirrors(raw.get("mirrors", {})))
+
+
+def _mirrors(raw: Any) -> dict[str, str]:
+    override = os.environ.get(MIRROR_VARIABLE)
+    if override is not None:
+        raw = dict(item.split("=", 1) for item in override.split(",") if "=" in item)
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{SETTINGS_FILE}: [conda.mirrors] must map channel names or URLs to URLs")
+    return {channel_url(str(channel).strip()): str(target).strip() for channel, target in raw.items()}
+
+
+def mirror_urls(project: Project, settings: CondaSettings) -> dict[str, str]:
+    """channel base URL -> mirror base URL. Raises SettingsError for a mirror folder that is missing."""
+    return {channel: _mirror_url(project, target) for channel, target in settings.mirrors.items()}
+
+
+def _mirror_url(project: Project, target: str) -> str:
+    """A URL as is; a plain path (relative to the project root) as a file:// URL of a folder that exists."""
+    if "://" in target:
+        return target.rstrip("/")
+    folder = (project.root / target).resolve()
+    if not folder.is_dir():
+        raise SettingsError(
+            f"{SETTINGS_FILE}: the conda mirror folder {target} does not exist ({folder})",
+            fix=f"remove it from [conda.mirrors] to use the live channel, or set {MIRROR_VARIABLE}=''",
+        )
+    return folder.as_uri()
+
+
+def read_environment(path: Path, *, display: str) -> EnvironmentSpec:
+    """Parse environment.yml. Raises SpecError naming what is wrong."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(
+            f"{display} not found", fix="create it with `channels:` and `dependencies:` (see the README)"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{display} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{display} must be a mapping with channels and dependencies")
+    channels = data.get("channels") or []
+    dependencies = data.get("dependencies") or []
+    if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
+        raise SpecError(
+            f"{display}: channels must be a non-empty list of names or URLs", fix="e.g. channels: [conda-forge]"
+        )
+    if not isinstance(dependencies, list) or not dependencies:
+        raise SpecError(
+            f"{display}: dependencies must be a non-empty list", fix="e.g. dependencies: ['python 3.11.*', pip]"
+        )
+    specs = []
+    for entry in dependencies:
+        if isinstance(entry, dict) and "pip" in entry:
+            raise SpecError(
+                f"{display}: a pip: section is not used by the conda tier",
+                fix="remove it: the conda lock's pip entries are the pip tier's lock (envs/requirements.in)",
+            )
+        if not isinstance(entry, str) or not entry.strip():
+            raise SpecError(f"{display}: dependency {entry!r} must be a conda match spec string")
+        specs.append(_validated(entry.strip(), display))
+    return EnvironmentSpec(path, tuple(channels), tuple(specs))
+
+
+def _validated(spec: str, display: str) -> str:
+    from rattler import MatchSpec
+
+    try:
+        MatchSpec(spec)
+    except Exception as exc:  # rattler raises its own InvalidMatchSpecError
+        raise SpecError(f"{display}: {spec!r} is not a valid conda match spec: {exc}") from None
+    return spec
