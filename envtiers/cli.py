@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -153,6 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The console script: run the command, then exit without racing py-rattler's threads."""
+    code = run(argv)
+    if "rattler" in sys.modules:
+        # py-rattler keeps a Rust runtime whose threads may still touch the GIL while Python
+        # finalises, which aborts the process (SIGABRT, "PyGILState_Release ... finalizing") after
+        # the work is done. The command's outcome is decided: flush and leave without finalising.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    return code
+
+
+def run(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
