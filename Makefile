@@ -73,9 +73,8 @@ resume: check-tier venv ## Resume the latest run from its failed step (earlier s
 	@$(FLOW) resume || { status=$$?; USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py; exit $$status; }
 	@USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py
 
-image: tools ## Build, push and pin the GPU image (image tier)
-	@echo "make image: the image tier is not built yet (issue: 'The image tier')."
-	@exit 2
+image: tools ## Build, push and pin the GPU image (REGISTRY=..., BASE_IMAGE=name@sha256:... override)
+	$(ENVTIERS) image build $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE))
 
 clean: ## Remove .tools/ and .venv/ (the envtiers cache in ~/.cache/envtiers stays)
 	rm -rf $(TOOLS) $(VENV)

@@ -43,14 +43,19 @@ def problem_from_error(path: str, error: LockfileFormatError) -> Problem:
     return Problem(path, message, error.fix or "run `make lock`", error.exit_code)
 
 
-def check_project(project: Project, *, tiers: tuple[str, ...] = ("pip",)) -> CheckReport:
+def check_project(project: Project, *, tiers: tuple[str, ...] = ("pip", "image")) -> CheckReport:
     """Check every lockfile of the chosen tiers. Raises InputError when the spec itself is unusable."""
+    from envtiers.image.checker import check_image
     from envtiers.pip.checker import check_pip
 
     checked: list[str] = []
     problems: list[Problem] = []
     if "pip" in tiers:
         files, found = check_pip(project)
+        checked += files
+        problems += found
+    if "image" in tiers:
+        files, found = check_image(project)
         checked += files
         problems += found
     return CheckReport(tuple(checked), tuple(problems))

@@ -15,6 +15,7 @@ fixes them. The pip tier lives in `envtiers.pip.tier`; conda and image register 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -47,6 +48,18 @@ class LocalLaunch:
     env: dict[str, str] = field(default_factory=dict)
     created: bool = False
     prefix: Path | None = None
+    # Where `-e NAME` options go in argv (the image tier's `docker run`), or None: names the task's
+    # runtime adds to the launcher's environment must be forwarded into the container.
+    env_slot: int | None = None
+
+    def argv_forwarding(self, names: Iterable[str]) -> tuple[str, ...]:
+        """`argv` with `-e NAME` for each of `names` not forwarded yet (unchanged without a slot)."""
+        if self.env_slot is None:
+            return self.argv
+        head, tail = self.argv[: self.env_slot], self.argv[self.env_slot :]
+        have = {head[i + 1] for i in range(len(head) - 1) if head[i] == "-e"}
+        flags = [part for name in sorted(set(names) - have) for part in ("-e", name)]
+        return (*head, *flags, *tail)
 
 
 class Tier(Protocol):
@@ -87,31 +100,14 @@ class UnavailableTier:
         raise self._refuse()
 
 
-@dataclass(frozen=True)
-class ImageTier(UnavailableTier):
-    """Remote steps run the image recorded in lockfiles/image.json, pinned by digest; running
-    steps locally in the container comes with `make image` (the image tier's issue)."""
-
-    name: str = "image"
-
-    def bootstrap_commands(self, project: Project, platform: str) -> list[str]:
-        return [f"export {TIER_VARIABLE}=image"]  # the image is the environment: nothing to build
-
-    def remote_python(self, platform: str) -> str:
-        return "python"
-
-    def remote_image(self, project: Project) -> str | None:
-        from envtiers.image.record import read_record
-
-        return read_record(project).reference
-
-
 def get_tier(name: str) -> Tier:
     if name == "pip":
         from envtiers.pip.tier import PipTier
 
         return PipTier()
     if name == "image":
+        from envtiers.image.tier import ImageTier
+
         return ImageTier()
     if name in TIER_NAMES:
         return UnavailableTier(name)

@@ -50,7 +50,6 @@ class EnvtiersStepDecorator(StepDecorator):
             return
         launch = self.environment.local_launch()
         project = self.environment.project()
-        cli_args.entrypoint[:1] = list(launch.argv)
         env = dict(launch.env)
         # The project (its flows import its packages), then envtiers and this extension when they
         # come from elsewhere: nothing else of the launching interpreter leaks into the task.
@@ -61,6 +60,8 @@ class EnvtiersStepDecorator(StepDecorator):
         env["PYTHONPATH"] = ":".join(python_path)
         env["PYTHONNOUSERSITE"] = "1"
         cli_args.env.update(env)
+        # The image tier's `docker run` forwards, by name, what the runtime adds for this task.
+        cli_args.entrypoint[:1] = list(launch.argv_forwarding(cli_args.env))
 
     def task_pre_step(
         self,
