@@ -1,0 +1,55 @@
+"""Fixtures for the image tier: the docker engine and registry (skipped outside CI with the
+reason, a failure under CI=true), and tiny projects locked for linux-64 with the real Dockerfile."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from envtiers.pip.locker import lock
+from envtiers.settings import Project, load_project
+from tests.image.support import Infra, add_image_files, docker_ready, infra_from_env
+from tests.support import PackageIndex, write_project
+
+IMAGE_SPEC = "purepkg\nplatpkg\n"
+
+
+@pytest.fixture(scope="session")
+def infra() -> Infra:
+    reason = docker_ready()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the docker tests: {reason}")
+        pytest.skip(reason)
+    return infra_from_env()
+
+
+@pytest.fixture
+def registry_login(infra: Infra, monkeypatch: pytest.MonkeyPatch) -> Infra:
+    """The test registry's credentials in the environment, as a CI job would set them."""
+    monkeypatch.setenv("ENVTIERS_REGISTRY_USER", infra.user)
+    monkeypatch.setenv("ENVTIERS_REGISTRY_PASSWORD", infra.password)
+    return infra
+
+
+@pytest.fixture
+def make_image_project(tmp_path: Path, package_index: PackageIndex, infra: Infra) -> Callable[..., Project]:
+    def make(requirements: str = IMAGE_SPEC, *, name: str = "project", index_url: str | None = None) -> Project:
+        root = write_project(
+            tmp_path / name, requirements=requirements, index_url=index_url or package_index.url,
+            platforms=("linux-64",),
+        )
+        add_image_files(root, registry=infra.namespace(), base_image=infra.base_image)
+        project = load_project(root, cache_dir=tmp_path / "cache")
+        lock(project)
+        return project
+
+    return make
+
+
+@pytest.fixture
+def image_project(make_image_project: Callable[..., Project], registry_login: Infra) -> Project:
+    return make_image_project()
