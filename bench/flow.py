@@ -53,8 +53,9 @@ def bench_step_overhead(ctx: Context) -> list[Row]:
             id="step-overhead",
             benchmark="step-overhead",
             title=f"Metaflow seconds per step, {STEPS}-step flow: pip tier env vs --environment=local",
-            envtiers=Measurement("envtiers-pip", command.format("envtiers-pip"), samples["envtiers-pip"],
-                                 [warm["envtiers-pip"]]),
+            envtiers=Measurement(
+                "envtiers-pip", command.format("envtiers-pip"), samples["envtiers-pip"], [warm["envtiers-pip"]]
+            ),
             alternative=Measurement("local", command.format("local"), samples["local"], [warm["local"]]),
             goal=Goal("added_at_most", 1.0),
             notes=[

@@ -50,7 +50,9 @@ class ImageSpec:
     lock_path: Path
     lock_hash: str  # "sha256:<body digest of the linux-64 lock>"
     dockerfile_hash: str  # "sha256:<digest of docker/Dockerfile>"
-    code: tuple[Path, ...] = field(default=())  # files the Dockerfile copies besides the lock and wheels
+    # Files the Dockerfile copies besides the lock and wheels: (path from the root, sha256), read
+    # once, so the spec (and its tag) describes the files as they were when it was loaded.
+    code: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def base_name(self) -> str:
@@ -106,7 +108,6 @@ def label_build_args(spec: ImageSpec, *, source: str, revision: str, source_date
 
 def image_tag(spec: ImageSpec) -> str:
     """The content hash that names the image: 24 hex digits (see TAG_RECIPE before changing)."""
-    root = spec.project.root
     digest = input_hash(
         {
             "image-tag-recipe": TAG_RECIPE,
@@ -115,7 +116,7 @@ def image_tag(spec: ImageSpec) -> str:
             "base-digest": spec.base_digest,
             "build-args": content_build_args(spec),
             "marker": text_digest(render_marker(spec)),
-            "code": {str(path.relative_to(root)): file_digest(path) for path in spec.code},
+            "code": dict(spec.code),
         }
     )
     return digest.removeprefix("sha256:")[:24]
@@ -215,7 +216,7 @@ def load_spec(project: Project, *, registry: str | None = None, base_image: str 
         lock_path=lock.path,
         lock_hash=lock_hash_of(lock),
         dockerfile_hash="sha256:" + text_digest(text),
-        code=code_files(project),
+        code=tuple((path.relative_to(project.root).as_posix(), file_digest(path)) for path in code_files(project)),
     )
 
 

@@ -39,7 +39,9 @@ def registry_login(infra: Infra, monkeypatch: pytest.MonkeyPatch) -> Infra:
 def make_image_project(tmp_path: Path, package_index: PackageIndex, infra: Infra) -> Callable[..., Project]:
     def make(requirements: str = IMAGE_SPEC, *, name: str = "project", index_url: str | None = None) -> Project:
         root = write_project(
-            tmp_path / name, requirements=requirements, index_url=index_url or package_index.url,
+            tmp_path / name,
+            requirements=requirements,
+            index_url=index_url or package_index.url,
             platforms=("linux-64",),
         )
         add_image_files(root, registry=infra.namespace(), base_image=infra.base_image)
@@ -53,3 +55,7 @@ def make_image_project(tmp_path: Path, package_index: PackageIndex, infra: Infra
 @pytest.fixture
 def image_project(make_image_project: Callable[..., Project], registry_login: Infra) -> Project:
     return make_image_project()
+
+
+# The flows' index (tiny wheels + Metaflow repacked from this machine), for the flow test.
+from tests.flows.conftest import flow_index  # noqa: E402, F401

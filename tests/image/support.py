@@ -21,7 +21,7 @@ from tests.support import REPO_ROOT
 TINY_DETECTOR = {
     "__init__.py": '"""Test stand-in for the detector package."""\nCODE_VERSION = 1\n',
     "__main__.py": textwrap.dedent(
-        '''
+        """
         import json
         import sys
         from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -50,7 +50,7 @@ TINY_DETECTOR = {
 
         if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
             HTTPServer(("0.0.0.0", 8080), Handler).serve_forever()
-        '''
+        """
     ),
 }
 
@@ -75,12 +75,16 @@ def docker_ready() -> str | None:
         return "the docker daemon is not running (CI runs .ci/docker-up)"
     missing = [
         name
-        for name in ("ENVTIERS_TEST_REGISTRY", "ENVTIERS_TEST_REGISTRY_USER", "ENVTIERS_TEST_REGISTRY_PASSWORD",
-                     "ENVTIERS_TEST_BASE_IMAGE")
+        for name in (
+            "ENVTIERS_TEST_REGISTRY",
+            "ENVTIERS_TEST_REGISTRY_USER",
+            "ENVTIERS_TEST_REGISTRY_PASSWORD",
+            "ENVTIERS_TEST_BASE_IMAGE",
+        )
         if not os.environ.get(name)
     ]
     if missing:
-        return f"{', '.join(missing)} not set (eval \"$(.ci/docker-up)\" sets them)"
+        return f'{", ".join(missing)} not set (eval "$(.ci/docker-up)" sets them)'
     return None
 
 

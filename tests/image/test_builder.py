@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from envtiers.check import check_project
-from envtiers.image.builder import build, docker_build, prepare_context
+from envtiers.image.builder import ImageBuildError, build, docker_build, prepare_context
 from envtiers.image.docker import session
 from envtiers.image.record import read_record
 from envtiers.image.spec import WHEELHOUSE, load_spec
@@ -34,11 +34,18 @@ def registry_digest_of(reference: str, infra: Infra, tmp_path: Path) -> str:
     full = {**os.environ, **env}
     subprocess.run(
         ["docker", "login", "-u", infra.user, "--password-stdin", infra.registry],
-        input=infra.password, text=True, capture_output=True, env=full, check=True,
+        input=infra.password,
+        text=True,
+        capture_output=True,
+        env=full,
+        check=True,
     )
     done = subprocess.run(
         ["docker", "manifest", "inspect", "-v", "--insecure", reference],
-        capture_output=True, text=True, env=full, check=True,
+        capture_output=True,
+        text=True,
+        env=full,
+        check=True,
     )
     return str(json.loads(done.stdout)["Descriptor"]["digest"])
 
@@ -99,10 +106,13 @@ def test_a_tampered_wheel_in_the_wheelhouse_fails_the_build(image_project: Proje
     prepare_context(spec)
     wheel = next((image_project.root / WHEELHOUSE).glob("purepkg-*.whl"))
     wheel.write_bytes(wheel.read_bytes() + b"tampered")
-    with session(registry_host=spec.registry_host, report=lambda line: None) as runner:
-        with pytest.raises(Exception) as caught:
-            docker_build(runner, spec)
-    assert "does not match the lock's hash" in getattr(caught.value, "headline", "")
+    with (
+        session(registry_host=spec.registry_host, report=lambda line: None) as runner,
+        pytest.raises(ImageBuildError) as caught,
+    ):
+        docker_build(runner, spec)
+    assert "does not match the lock's hash" in caught.value.headline
+    assert "delete build/image/wheelhouse" in (caught.value.fix or "")
     assert docker("image", "inspect", spec.reference, check=False).returncode != 0
     assert not (image_project.root / "lockfiles" / "image.json").exists()
 
@@ -128,7 +138,9 @@ def test_cli_build_with_wrong_credentials_is_one_line_and_writes_nothing(
     image_project: Project, registry_login: Infra
 ) -> None:
     done = run_cli(
-        image_project.root, "image", "build",
+        image_project.root,
+        "image",
+        "build",
         env={"ENVTIERS_REGISTRY_USER": registry_login.user, "ENVTIERS_REGISTRY_PASSWORD": "wrong-password"},
     )
     assert done.returncode == 1

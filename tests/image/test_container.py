@@ -58,7 +58,8 @@ def test_the_user_is_not_root_and_metaflow_will_not_pip_install(built: BuildResu
 
 def test_labels_name_the_base_and_the_lock(built: BuildResult) -> None:
     assert built.record is not None
-    labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", built.record.reference).stdout)
+    labels_json = docker("image", "inspect", "--format", "{{json .Config.Labels}}", built.record.reference).stdout
+    labels = json.loads(labels_json)
     assert labels["org.opencontainers.image.base.name"] == built.spec.base_image
     assert labels["org.opencontainers.image.base.digest"] == built.spec.base_digest
     assert labels["io.envtiers.lock-hash"] == built.spec.lock_hash

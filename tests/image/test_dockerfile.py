@@ -42,7 +42,11 @@ def test_an_unpinned_base_is_refused(base: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "host"),
-    [("ghcr.io/envtiers/detector", "ghcr.io"), ("127.0.0.1:5000/t/x", "127.0.0.1:5000"), ("team/detector", "docker.io")],
+    [
+        ("ghcr.io/envtiers/detector", "ghcr.io"),
+        ("127.0.0.1:5000/t/x", "127.0.0.1:5000"),
+        ("team/detector", "docker.io"),
+    ],
 )
 def test_registry_host(name: str, host: str) -> None:
     assert registry_host(name) == host
