@@ -76,7 +76,12 @@ def cmd_image_build(project: Project, args: argparse.Namespace) -> int:
     from envtiers.image.builder import build
 
     result = build(
-        project, registry=args.registry, base_image=args.base_image, push_image=not args.no_push, report=_say
+        project,
+        registry=args.registry,
+        base_image=args.base_image,
+        push_image=not args.no_push,
+        no_cache=args.no_cache,
+        report=_say,
     )
     print(result.record.reference if result.record else result.spec.reference)
     return EXIT_OK
@@ -136,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--base-image", help="base pinned by digest (env: BASE_IMAGE; default: the Dockerfile's)")
         if name == "build":
             sub.add_argument("--no-push", action="store_true", help="build locally only (no registry, no record)")
+            sub.add_argument("--no-cache", action="store_true", help="rebuild every layer (when a build is needed)")
         sub.set_defaults(handler=handler)
 
     env = commands.add_parser("env", help="environments built from the lockfiles")

@@ -99,7 +99,7 @@ def prepare_context(spec: ImageSpec, *, report: Report = _quiet) -> None:
     atomic_write_text(project.root / MARKER_FILE, render_marker(spec))
 
 
-def docker_build(docker: Docker, spec: ImageSpec, *, report: Report = _quiet) -> None:
+def docker_build(docker: Docker, spec: ImageSpec, *, report: Report = _quiet, no_cache: bool = False) -> None:
     """`docker build` of the prepared context, tagged spec.reference. Raises ImageBuildError."""
     project = spec.project
     source, revision, epoch = _provenance(project)
@@ -108,6 +108,8 @@ def docker_build(docker: Docker, spec: ImageSpec, *, report: Report = _quiet) ->
         **label_build_args(spec, source=source, revision=revision, source_date_epoch=epoch),
     }
     argv = ["build", "--tag", spec.reference, "--file", str(project.root / DOCKERFILE)]
+    if no_cache:
+        argv.append("--no-cache")
     for name, value in args.items():
         argv += ["--build-arg", f"{name}={value}"]
     argv.append(str(project.root))
@@ -144,11 +146,13 @@ def build(
     registry: str | None = None,
     base_image: str | None = None,
     push_image: bool = True,
+    no_cache: bool = False,
     report: Report = _quiet,
 ) -> BuildResult:
     """Build (unless the registry has the content tag), push and record the image.
 
-    With push_image=False the image is only built locally (no registry, no record).
+    With push_image=False the image is only built locally (no registry, no record); no_cache
+    rebuilds every layer (a cold build, for benchmarks).
     Raises InputError, DockerUnavailableError, RegistryAuthError, ImageBuildError, ToolError.
     """
     spec = load_spec(project, registry=registry, base_image=base_image)
@@ -166,7 +170,7 @@ def build(
             report(f"{spec.reference} is already built on this machine")
             return BuildResult(spec, None, built=False)
         prepare_context(spec, report=report)
-        docker_build(docker, spec, report=report)
+        docker_build(docker, spec, report=report, no_cache=no_cache)
         pushed = push(docker, spec, report=report) if push_image else None
     return BuildResult(spec, pushed, built=True)
 

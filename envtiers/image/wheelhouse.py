@@ -12,6 +12,7 @@ import os
 import shlex
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def download_command(
     # --isolated: pip's config files and PIP_* variables (find-links, extra indexes, constraints)
     # must not add sources or change what is fetched; the CA bundle is passed on explicitly.
     argv = [python, "-m", "pip", "--isolated", "download", "--disable-pip-version-check", "--no-input"]
+    argv += ["--progress-bar", "off"]
     if cert:
         argv += ["--cert", cert]
     argv += ["--only-binary=:all:", "--no-deps", "--require-hashes"]
@@ -93,10 +95,20 @@ def fetch(
     )
     log.info("$ %s", shlex.join(argv))
     env = {k: v for k, v in os.environ.items() if k not in _PIP_REDIRECTS}
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        output = (done.stdout + done.stderr).strip()
-        lines = [line for line in output.splitlines() if line.strip()]
+    tail: deque[str] = deque(maxlen=80)
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, stdin=subprocess.DEVNULL
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:  # progress: one line per wheel collected and saved
+            line = line.rstrip("\n")
+            tail.append(line)
+            if line.startswith(("Collecting", "Saved", "ERROR")):
+                report(f"wheelhouse: {line.strip()}")
+        returncode = process.wait()
+    if returncode != 0:
+        output = "\n".join(tail)
+        lines = [line for line in tail if line.strip()]
         detail = lines[-1].strip() if lines else "no output"
         if "No module named pip" in output:
             raise ToolError(
