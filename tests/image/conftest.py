@@ -15,6 +15,23 @@ from tests.image.support import Infra, add_image_files, docker_ready, infra_from
 from tests.support import PackageIndex, write_project
 
 IMAGE_SPEC = "purepkg\nplatpkg\n"
+# Settings envtiers' image commands read from the environment: none may leak in from the shell.
+IMAGE_VARIABLES = (
+    "REGISTRY",
+    "BASE_IMAGE",
+    "ENVTIERS_REGISTRY",
+    "ENVTIERS_BASE_IMAGE",
+    "ENVTIERS_REGISTRY_USER",
+    "ENVTIERS_REGISTRY_PASSWORD",
+    "ENVTIERS_DOCKER_GPUS",
+    "SOURCE_DATE_EPOCH",
+)
+
+
+@pytest.fixture(autouse=True)
+def hermetic_image_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in IMAGE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")
