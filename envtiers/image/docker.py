@@ -30,6 +30,7 @@ USER_VARIABLE = "ENVTIERS_REGISTRY_USER"
 PASSWORD_VARIABLE = "ENVTIERS_REGISTRY_PASSWORD"
 _NOT_RUNNING = ("cannot connect to the docker daemon", "is the docker daemon running", "error during connect")
 _AUTH = ("unauthorized", "authentication required", "denied: ", "no basic auth credentials", "401 unauthorized")
+_UNREACHABLE = ("no such host", "connection refused", "i/o timeout", "error pinging v2 registry", "dial tcp")
 _NOT_FOUND = ("manifest unknown", "no such manifest", "not found: manifest", "manifest for", "name unknown")
 
 
@@ -38,6 +39,10 @@ class DockerUnavailableError(ToolError):
 
 
 class RegistryAuthError(EnvtiersError):
+    pass
+
+
+class RegistryUnreachableError(EnvtiersError):
     pass
 
 
@@ -124,6 +129,11 @@ class Docker:
             return RegistryAuthError(
                 f"{what}: the registry refused the credentials ({_last_line(output)})",
                 fix=f"set {USER_VARIABLE} and {PASSWORD_VARIABLE}, or run `docker login <registry>`",
+            )
+        if any(text in lower for text in _UNREACHABLE):
+            return RegistryUnreachableError(
+                f"{what}: the registry cannot be reached ({_last_line(output)})",
+                fix="check the network and the registry name ([image] registry in envs/tiers.toml, or REGISTRY=...)",
             )
         return DockerCommandError(
             f"{what} failed (exit {done.returncode}): {_last_line(output)}",

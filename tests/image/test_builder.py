@@ -166,3 +166,12 @@ def test_cli_inspect_reports_the_tag_and_the_registry_digest(image_project: Proj
     assert info["tag"] == result.spec.tag
     assert result.record is not None and info["registry-digest"] == result.record.digest
     assert info["record-current"] is True
+
+
+def test_cli_unreachable_registry_is_one_line_with_the_fix(image_project: Project) -> None:
+    done = run_cli(image_project.root, "image", "build", env={"REGISTRY": "127.0.0.1:9/nowhere"})
+    assert done.returncode == 1
+    assert "the registry cannot be reached" in done.stderr
+    assert "fix: check the network and the registry name" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (image_project.root / "lockfiles" / "image.json").exists()
