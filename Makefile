@@ -51,10 +51,11 @@ check: tools ## Verify the lockfiles match envs/ (offline, no resolver): what CI
 test: venv ## Run the test suite (sets itself up first)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-lint: venv ## ruff + mypy
+lint: venv ## ruff + mypy + hadolint (docker/Dockerfile)
 	$(VENV)/bin/ruff check envtiers detector flows metaflow_extensions tests bench
 	$(VENV)/bin/ruff format --check envtiers detector flows metaflow_extensions tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint docker/Dockerfile
 
 bench: venv ## Run the benchmarks; writes bench/results/*.json and *.md
 	$(VENV)/bin/python -m bench
