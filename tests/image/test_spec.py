@@ -77,3 +77,17 @@ def test_an_edited_lock_is_refused(project: Project) -> None:
     path.write_text(path.read_text().replace("purepkg==2.0", "purepkg==1.0"))
     with pytest.raises(InputError, match="edited after locking"):
         load_spec(project)
+
+
+@pytest.mark.parametrize(
+    ("url", "label"),
+    [
+        ("https://x-access-token:ghp_secret@github.com/team/repo.git", "https://github.com/team/repo.git"),
+        ("https://github.com/team/repo.git", "https://github.com/team/repo.git"),
+        ("git@github.com:team/repo.git", "git@github.com:team/repo.git"),
+    ],
+)
+def test_a_token_in_the_remote_url_never_reaches_the_source_label(url: str, label: str) -> None:
+    from envtiers.image.builder import _strip_credentials
+
+    assert _strip_credentials(url) == label
