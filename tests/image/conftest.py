@@ -4,14 +4,14 @@ reason, a failure under CI=true), and tiny projects locked for linux-64 with the
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from envtiers.pip.locker import lock
 from envtiers.settings import Project, load_project
-from tests.image.support import Infra, add_image_files, docker_ready, infra_from_env
+from tests.image.support import Infra, add_image_files, docker_ready, infra_from_env, remove_images
 from tests.support import PackageIndex, write_project
 
 IMAGE_SPEC = "purepkg\nplatpkg\n"
@@ -53,7 +53,9 @@ def registry_login(infra: Infra, monkeypatch: pytest.MonkeyPatch) -> Infra:
 
 
 @pytest.fixture
-def make_image_project(tmp_path: Path, package_index: PackageIndex, infra: Infra) -> Callable[..., Project]:
+def make_image_project(tmp_path: Path, package_index: PackageIndex, infra: Infra) -> Iterator[Callable[..., Project]]:
+    namespaces: list[str] = []
+
     def make(requirements: str = IMAGE_SPEC, *, name: str = "project", index_url: str | None = None) -> Project:
         root = write_project(
             tmp_path / name,
@@ -61,12 +63,14 @@ def make_image_project(tmp_path: Path, package_index: PackageIndex, infra: Infra
             index_url=index_url or package_index.url,
             platforms=("linux-64",),
         )
-        add_image_files(root, registry=infra.namespace(), base_image=infra.base_image)
+        namespaces.append(infra.namespace())
+        add_image_files(root, registry=namespaces[-1], base_image=infra.base_image)
         project = load_project(root, cache_dir=tmp_path / "cache")
         lock(project)
         return project
 
-    return make
+    yield make
+    remove_images(namespaces)
 
 
 @pytest.fixture

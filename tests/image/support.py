@@ -125,3 +125,14 @@ def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.C
 def layers(reference: str) -> list[str]:
     """The image's layer diff ids, bottom first."""
     return list(json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", reference).stdout))
+
+
+def remove_images(namespaces: list[str]) -> None:
+    """Untag the images a test built under its registry namespaces (their layers go with the last
+    tag; the shared base and cache stay)."""
+    if not namespaces:
+        return
+    listed = docker("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
+    mine = [ref for ref in listed if any(ref.startswith(f"{ns}/") for ns in namespaces)]
+    if mine:
+        docker("rmi", *mine, check=False)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,14 +14,14 @@ from envtiers.pip.locker import lock
 from envtiers.settings import Project, load_project
 from tests.flows.conftest import FLOW_OVERRIDES, FLOW_SPEC
 from tests.flows.support import TINY_FLOW, client, run_flow, run_id_of
-from tests.image.support import Infra, add_image_files
+from tests.image.support import Infra, add_image_files, remove_images
 from tests.support import PackageIndex, write_project
 
 pytestmark = pytest.mark.docker
 
 
 @pytest.fixture
-def flow_image_project(tmp_path: Path, flow_index: PackageIndex, registry_login: Infra) -> Project:
+def flow_image_project(tmp_path: Path, flow_index: PackageIndex, registry_login: Infra) -> Iterator[Project]:
     root = write_project(
         tmp_path / "project",
         requirements=FLOW_SPEC,
@@ -28,12 +29,14 @@ def flow_image_project(tmp_path: Path, flow_index: PackageIndex, registry_login:
         platforms=("linux-64",),
         overrides=FLOW_OVERRIDES,
     )
-    add_image_files(root, registry=registry_login.namespace(), base_image=registry_login.base_image)
+    namespace = registry_login.namespace()
+    add_image_files(root, registry=namespace, base_image=registry_login.base_image)
     (root / "flows").mkdir()
     (root / "flows" / "tiny_flow.py").write_text(TINY_FLOW)
     project = load_project(root, cache_dir=tmp_path / "cache")
     lock(project)
-    return project
+    yield project
+    remove_images([namespace])
 
 
 def test_tiny_flow_steps_run_inside_the_recorded_image(flow_image_project: Project, tmp_path: Path) -> None:
