@@ -52,13 +52,16 @@ class LocalLaunch:
     # runtime adds to the launcher's environment must be forwarded into the container.
     env_slot: int | None = None
 
-    def argv_forwarding(self, names: Iterable[str]) -> tuple[str, ...]:
-        """`argv` with `-e NAME` for each of `names` not forwarded yet (unchanged without a slot)."""
+    def argv_forwarding(self, names: Iterable[str], files: Iterable[str] = ()) -> tuple[str, ...]:
+        """`argv` with `-e NAME` for each of `names` not forwarded yet, and a read-only mount of each
+        of `files` (files the runtime names on the task's command line, like Metaflow's
+        --local-config-file in the host's temp dir). Unchanged without a slot."""
         if self.env_slot is None:
             return self.argv
         head, tail = self.argv[: self.env_slot], self.argv[self.env_slot :]
         have = {head[i + 1] for i in range(len(head) - 1) if head[i] == "-e"}
         flags = [part for name in sorted(set(names) - have) for part in ("-e", name)]
+        flags += [part for path in sorted(set(files)) for part in ("--volume", f"{path}:{path}:ro")]
         return (*head, *flags, *tail)
 
 

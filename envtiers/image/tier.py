@@ -117,7 +117,10 @@ class ImageTier:
             read_only=read_only,
             workdir=cwd,
             user=f"{os.getuid()}:{os.getgid()}",
-            env_names=forwarded_names(os.environ, extra=(TIER_VARIABLE, "PYTHONPATH", "PYTHONNOUSERSITE")),
+            # METAFLOW_RUN_ID: set by Metaflow's runtime for each task after the decorators ran.
+            env_names=forwarded_names(
+                os.environ, extra=(TIER_VARIABLE, "PYTHONPATH", "PYTHONNOUSERSITE", "METAFLOW_RUN_ID")
+            ),
             extra=("--gpus", gpus) if gpus else (),
         )
         return LocalLaunch(

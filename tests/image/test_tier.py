@@ -72,3 +72,10 @@ def test_the_runtime_env_of_a_task_is_forwarded_by_name() -> None:
     )
     plain = LocalLaunch(tier="pip", key="k", argv=("/env/bin/python",))
     assert plain.argv_forwarding({"X"}) == ("/env/bin/python",)
+
+
+def test_files_named_by_task_options_are_mounted_read_only() -> None:
+    launch = LocalLaunch(tier="image", key="k", argv=("docker", "run", "img", "python"), env_slot=2)
+    assert launch.argv_forwarding((), ["/tmp/tmpabc"]) == (
+        "docker", "run", "--volume", "/tmp/tmpabc:/tmp/tmpabc:ro", "img", "python",
+    )  # fmt: skip
