@@ -110,6 +110,12 @@ def bench_image(ctx: Context) -> list[Row]:
         return seconds
 
     present = sample(ctx.reps(5, 3), exists, what="tag present")
+    # Untag what the bench built (~7 GB each); the registry keeps the pushed copies.
+    subprocess.run(
+        ["docker", "rmi", f"{first['repository']}:{first['tag']}", f"{second['repository']}:{second['tag']}"],
+        capture_output=True,
+        check=False,
+    )
     command = "envtiers image build --registry R --base-image B"
     notes_size = f"image {image_gb:.2f} GB vs base {base_gb:.2f} GB (+{image_gb - base_gb:.2f} GB: the locked env)"
     return [
