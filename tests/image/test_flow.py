@@ -14,7 +14,7 @@ from envtiers.pip.locker import lock
 from envtiers.settings import Project, load_project
 from tests.flows.conftest import FLOW_OVERRIDES, FLOW_SPEC
 from tests.flows.support import TINY_FLOW, client, run_flow, run_id_of
-from tests.image.support import Infra, add_image_files, remove_images
+from tests.image.support import Infra, add_image_files, docker, remove_images
 from tests.support import PackageIndex, write_project
 
 pytestmark = pytest.mark.docker
@@ -42,10 +42,15 @@ def flow_image_project(tmp_path: Path, flow_index: PackageIndex, registry_login:
 def test_tiny_flow_steps_run_inside_the_recorded_image(flow_image_project: Project, tmp_path: Path) -> None:
     record = build(flow_image_project).record
     assert record is not None
+    # Not on this machine: the launch pulls it by digest, logged in from the environment.
+    docker("rmi", f"{record.repository}:{record.tag}")
+    assert docker("image", "inspect", record.reference, check=False).returncode != 0
     done = run_flow(
         flow_image_project.root / "flows" / "tiny_flow.py", ["--environment=envtiers-image", "run"], cwd=tmp_path
     )
     assert done.returncode == 0, done.stdout[-4000:]
+    assert docker("image", "inspect", record.reference, check=False).returncode == 0
+    assert "envtiers: pulled the image environment" in done.stdout
     run_id = run_id_of(done.stdout)
     result = client(
         f"""
