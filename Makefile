@@ -52,10 +52,11 @@ check: tools ## Verify the lockfiles match envs/ (offline, no resolver): what CI
 test: venv ## Run the test suite (sets itself up first)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-lint: venv ## ruff + mypy
+lint: venv ## ruff + mypy + hadolint (docker/Dockerfile)
 	$(VENV)/bin/ruff check envtiers detector flows metaflow_extensions tests bench
 	$(VENV)/bin/ruff format --check envtiers detector flows metaflow_extensions tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint docker/Dockerfile
 
 bench: venv ## Run the benchmarks; writes bench/results/*.json and *.md
 	$(VENV)/bin/python -m bench
@@ -74,9 +75,8 @@ resume: check-tier venv ## Resume the latest run from its failed step (earlier s
 	@$(FLOW) resume || { status=$$?; USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py; exit $$status; }
 	@USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py
 
-image: tools ## Build, push and pin the GPU image (image tier)
-	@echo "make image: the image tier is not built yet (issue: 'The image tier')."
-	@exit 2
+image: tools ## Build, push and pin the GPU image (REGISTRY=..., BASE_IMAGE=name@sha256:... override)
+	$(ENVTIERS) image build $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE))
 
 clean: ## Remove .tools/ and .venv/ (the envtiers cache in ~/.cache/envtiers stays)
 	rm -rf $(TOOLS) $(VENV)

@@ -44,10 +44,11 @@ def problem_from_error(path: str, error: LockfileFormatError) -> Problem:
 
 
 def configured_tiers(project: Project) -> tuple[str, ...]:
-    """The tiers a project locks: pip always; conda when it has its environment file."""
+    """The tiers `check` covers: pip always; conda when it has its environment file; image (a no-op
+    until a team commits lockfiles/image.json)."""
     from envtiers.conda.spec import is_configured
 
-    return ("pip", "conda") if is_configured(project) else ("pip",)
+    return ("pip", "conda", "image") if is_configured(project) else ("pip", "image")
 
 
 def check_project(project: Project, *, tiers: tuple[str, ...] | None = None) -> CheckReport:
@@ -55,6 +56,7 @@ def check_project(project: Project, *, tiers: tuple[str, ...] | None = None) -> 
 
     Raises InputError when the spec itself is unusable.
     """
+    from envtiers.image.checker import check_image
     from envtiers.pip.checker import check_pip
 
     if tiers is None:
@@ -69,6 +71,10 @@ def check_project(project: Project, *, tiers: tuple[str, ...] | None = None) -> 
         from envtiers.conda.checker import check_conda
 
         files, found = check_conda(project)
+        checked += files
+        problems += found
+    if "image" in tiers:
+        files, found = check_image(project)
         checked += files
         problems += found
     return CheckReport(tuple(checked), tuple(problems))

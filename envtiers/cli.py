@@ -14,6 +14,7 @@ from envtiers.errors import EXIT_BAD_INPUT, EXIT_OK, EnvtiersError, InputError
 from envtiers.settings import Project, load_project
 
 TIERS = ("pip", "conda")
+CHECK_TIERS = ("pip", "conda", "image")
 
 
 def _say(message: str) -> None:
@@ -111,6 +112,38 @@ def cmd_export(project: Project, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_image_build(project: Project, args: argparse.Namespace) -> int:
+    from envtiers.image.builder import build
+
+    result = build(
+        project,
+        registry=args.registry,
+        base_image=args.base_image,
+        push_image=not args.no_push,
+        no_cache=args.no_cache,
+        report=_say,
+    )
+    print(result.record.reference if result.record else result.spec.reference)
+    return EXIT_OK
+
+
+def cmd_image_push(project: Project, args: argparse.Namespace) -> int:
+    from envtiers.image.builder import push_built
+
+    record = push_built(project, registry=args.registry, base_image=args.base_image, report=_say)
+    print(record.reference)
+    return EXIT_OK
+
+
+def cmd_image_inspect(project: Project, args: argparse.Namespace) -> int:
+    import json
+
+    from envtiers.image.builder import inspect
+
+    print(json.dumps(inspect(project, registry=args.registry, base_image=args.base_image), indent=2))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="envtiers", description="Reproducible environments in tiers.")
     parser.add_argument("--version", action="version", version=f"envtiers {__version__}")
@@ -127,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     lock.set_defaults(handler=cmd_lock)
 
     check = commands.add_parser("check", help="verify lockfiles against their inputs (offline)")
-    check.add_argument("--tier", action="append", choices=TIERS, help="only this tier (repeatable)")
+    check.add_argument("--tier", action="append", choices=CHECK_TIERS, help="only this tier (repeatable)")
     check.set_defaults(handler=cmd_check)
 
     export = commands.add_parser("export", help="print a tier's pins for another tool (stock Metaflow @pypi)")
@@ -135,6 +168,21 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("metaflow",), default="metaflow")
     export.add_argument("--platform", default="linux-64", help="whose lock (default linux-64: @batch, @kubernetes)")
     export.set_defaults(handler=cmd_export)
+
+    image = commands.add_parser("image", help="the image tier: build, push and pin the linux-64 image")
+    image_commands = image.add_subparsers(dest="image_command", required=True)
+    for name, handler, summary in (
+        ("build", cmd_image_build, "build and push the image unless the registry has its tag; write the record"),
+        ("push", cmd_image_push, "push the locally built image and write lockfiles/image.json"),
+        ("inspect", cmd_image_inspect, "print the image's tag, the registry's digest and the record's state"),
+    ):
+        sub = image_commands.add_parser(name, help=summary)
+        sub.add_argument("--registry", help="registry/namespace (env: REGISTRY; default: [image] registry)")
+        sub.add_argument("--base-image", help="base pinned by digest (env: BASE_IMAGE; default: the Dockerfile's)")
+        if name == "build":
+            sub.add_argument("--no-push", action="store_true", help="build locally only (no registry, no record)")
+            sub.add_argument("--no-cache", action="store_true", help="rebuild every layer (when a build is needed)")
+        sub.set_defaults(handler=handler)
 
     env = commands.add_parser("env", help="environments built from the lockfiles")
     env_commands = env.add_subparsers(dest="env_command", required=True)

@@ -9,12 +9,13 @@ A tier answers four questions about a project:
 - `remote_image`: which image a remote task must run in, when the tier decides it.
 
 Tiers never resolve anything: they build from committed lockfiles, or fail with the command that
-fixes them. The pip tier lives in `envtiers.pip.tier`, the conda tier in `envtiers.conda.tier`; image registers here.
+fixes them. Each tier lives in its own package: `envtiers.{pip,conda,image}.tier`.
 """
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -32,10 +33,6 @@ REMOTE_TOOLS_DIR = ".envtiers/tools"
 TIER_VARIABLE = "ENVTIERS_TIER"
 
 
-class TierNotAvailableError(InputError):
-    pass
-
-
 @dataclass(frozen=True)
 class LocalLaunch:
     """How the runtime starts a task inside the tier: `argv` replaces the interpreter of Metaflow's
@@ -47,6 +44,21 @@ class LocalLaunch:
     env: dict[str, str] = field(default_factory=dict)
     created: bool = False
     prefix: Path | None = None
+    # Where `-e NAME` options go in argv (the image tier's `docker run`), or None: names the task's
+    # runtime adds to the launcher's environment must be forwarded into the container.
+    env_slot: int | None = None
+
+    def argv_forwarding(self, names: Iterable[str], files: Iterable[str] = ()) -> tuple[str, ...]:
+        """`argv` with `-e NAME` for each of `names` not forwarded yet, and a read-only mount of each
+        of `files` (files the runtime names on the task's command line, like Metaflow's
+        --local-config-file in the host's temp dir). Unchanged without a slot."""
+        if self.env_slot is None:
+            return self.argv
+        head, tail = self.argv[: self.env_slot], self.argv[self.env_slot :]
+        have = {head[i + 1] for i in range(len(head) - 1) if head[i] == "-e"}
+        flags = [part for name in sorted(set(names) - have) for part in ("-e", name)]
+        flags += [part for path in sorted(set(files)) for part in ("--volume", f"{path}:{path}:ro")]
+        return (*head, *flags, *tail)
 
 
 class Tier(Protocol):
@@ -62,50 +74,6 @@ class Tier(Protocol):
     def remote_image(self, project: Project) -> str | None: ...
 
 
-@dataclass(frozen=True)
-class UnavailableTier:
-    """A tier whose implementation has not landed: every use says so, with what works instead."""
-
-    name: str
-
-    def _refuse(self) -> TierNotAvailableError:
-        return TierNotAvailableError(
-            f"the {self.name} tier is not available yet in this version of envtiers",
-            fix="run with TIER=pip (make run TIER=pip, or --environment=envtiers-pip)",
-        )
-
-    def local_launch(self, project: Project) -> LocalLaunch:
-        raise self._refuse()
-
-    def bootstrap_commands(self, project: Project, platform: str) -> list[str]:
-        raise self._refuse()
-
-    def remote_python(self, platform: str) -> str:
-        raise self._refuse()
-
-    def remote_image(self, project: Project) -> str | None:
-        raise self._refuse()
-
-
-@dataclass(frozen=True)
-class ImageTier(UnavailableTier):
-    """Remote steps run the image recorded in lockfiles/image.json, pinned by digest; running
-    steps locally in the container comes with `make image` (the image tier's issue)."""
-
-    name: str = "image"
-
-    def bootstrap_commands(self, project: Project, platform: str) -> list[str]:
-        return [f"export {TIER_VARIABLE}=image"]  # the image is the environment: nothing to build
-
-    def remote_python(self, platform: str) -> str:
-        return "python"
-
-    def remote_image(self, project: Project) -> str | None:
-        from envtiers.image.record import read_record
-
-        return read_record(project).reference
-
-
 def get_tier(name: str) -> Tier:
     if name == "pip":
         from envtiers.pip.tier import PipTier
@@ -116,9 +84,9 @@ def get_tier(name: str) -> Tier:
 
         return CondaTier()
     if name == "image":
+        from envtiers.image.tier import ImageTier
+
         return ImageTier()
-    if name in TIER_NAMES:
-        return UnavailableTier(name)
     raise InputError(f"unknown tier {name!r}", fix=f"use one of {', '.join(TIER_NAMES)}")
 
 

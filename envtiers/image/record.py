@@ -3,6 +3,10 @@
 `make image` writes it after a push (format version, repository, tag, digest, the lock hash and
 base digest it was built from); teams commit theirs. Remote steps run `repository@digest`, so
 moving a tag can never change what runs.
+
+Format version 1. Required keys: repository, tag, digest, lock-hash, base-digest. Optional keys
+(added by the image builder; readers of version 1 ignore keys they do not know): base-image
+(name@digest) and dockerfile-hash, which `envtiers check` compares with docker/Dockerfile.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envtiers.errors import InputError, LockfileFormatError, UnknownFormatError
+from envtiers.fsutil import atomic_write_text
 from envtiers.settings import Project
 
 FORMAT_VERSION = 1
@@ -28,6 +33,8 @@ class ImageRecord:
     lock_hash: str
     base_digest: str
     path: Path
+    base_image: str = ""
+    dockerfile_hash: str = ""
 
     @property
     def reference(self) -> str:
@@ -65,8 +72,34 @@ def read_record(project: Project) -> ImageRecord:
         if not isinstance(value, str) or not value:
             raise LockfileFormatError(f"{display}: missing or empty {key!r}", fix="run `make image`")
         fields[key.replace("-", "_")] = value
+    for key in ("base-image", "dockerfile-hash"):
+        value = data.get(key, "")
+        if not isinstance(value, str):
+            raise LockfileFormatError(f"{display}: {key!r} must be a string", fix="run `make image`")
+        fields[key.replace("-", "_")] = value
     if not _DIGEST.match(fields["digest"]):
         raise LockfileFormatError(
             f"{display}: digest {fields['digest']!r} is not sha256:<64 hex>", fix="run `make image`"
         )
     return ImageRecord(path=path, **fields)
+
+
+def render_record(record: ImageRecord) -> str:
+    data = {
+        "format-version": FORMAT_VERSION,
+        "repository": record.repository,
+        "tag": record.tag,
+        "digest": record.digest,
+        "lock-hash": record.lock_hash,
+        "base-digest": record.base_digest,
+        "base-image": record.base_image,
+        "dockerfile-hash": record.dockerfile_hash,
+    }
+    return json.dumps(data, indent=2) + "\n"
+
+
+def write_record(record: ImageRecord) -> None:
+    """Write `record` to its path atomically: readers see the old record or the new one."""
+    if not _DIGEST.match(record.digest):
+        raise LockfileFormatError(f"refusing to record digest {record.digest!r}: not sha256:<64 hex>")
+    atomic_write_text(record.path, render_record(record))

@@ -43,14 +43,15 @@ class EnvtiersStepDecorator(StepDecorator):
 
     def runtime_init(self, flow, graph, package, run_id):
         if not self.remote:
-            self.environment.local_launch()  # build (or reuse) before the first task starts
+            launch = self.environment.local_launch()  # build (or reuse) before the first task starts
+            if launch.env_slot is not None:
+                _share_tempdir()
 
     def runtime_step_cli(self, cli_args, retry_count, max_user_code_retries, ubf_context):
         if self.remote:
             return
         launch = self.environment.local_launch()
         project = self.environment.project()
-        cli_args.entrypoint[:1] = list(launch.argv)
         env = dict(launch.env)
         # The project (its flows import its packages), then envtiers and this extension when the
         # project does not carry its own copy: nothing else of the launcher leaks into the task.
@@ -60,6 +61,12 @@ class EnvtiersStepDecorator(StepDecorator):
         env["PYTHONPATH"] = ":".join(python_path)
         env["PYTHONNOUSERSITE"] = "1"
         cli_args.env.update(env)
+        # The image tier's `docker run` forwards, by name, what the runtime adds for this task, and
+        # mounts the files its options name (Metaflow's --local-config-file lives in the host's /tmp).
+        files = _option_files(cli_args.top_level_options, cli_args.command_options)
+        if launch.env_slot is not None and _SHARED_TEMPDIR:
+            files.append(_SHARED_TEMPDIR)
+        cli_args.entrypoint[:1] = list(launch.argv_forwarding(cli_args.env, files))
 
     def task_pre_step(
         self,
@@ -85,6 +92,37 @@ class EnvtiersStepDecorator(StepDecorator):
         flow.envtiers_lock_hash = marker.get("key")
         flow.envtiers_python = sys.executable
         flow.envtiers_prefix = sys.prefix
+
+
+_SHARED_TEMPDIR = None
+
+
+def _share_tempdir():
+    """Point the launcher's temp files at a private folder the task containers mount: Metaflow
+    writes the flow's Config values to a temp file after the decorators have run and passes its
+    path to each task (--local-config-file), so the folder must exist before that. Once per run."""
+    global _SHARED_TEMPDIR
+    if _SHARED_TEMPDIR is None:
+        import atexit
+        import shutil
+        import tempfile
+
+        _SHARED_TEMPDIR = tempfile.mkdtemp(prefix="envtiers-task-files-")
+        tempfile.tempdir = _SHARED_TEMPDIR
+        atexit.register(shutil.rmtree, _SHARED_TEMPDIR, ignore_errors=True)
+
+
+def _option_files(*option_maps):
+    """Absolute paths of existing files among the values of Metaflow's task options."""
+    import os
+
+    found = []
+    for options in option_maps:
+        for value in (options or {}).values():
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(item, str) and item.startswith("/") and os.path.isfile(item):
+                    found.append(item)
+    return found
 
 
 def _toolkit_root():

@@ -72,7 +72,8 @@ class TierEnvironment(MetaflowEnvironment):
                 self._launch = self.tier().local_launch(self.project())
             except EnvtiersError as error:
                 raise _error(error) from None
-            what = "built" if self._launch.created else "reusing"
+            # An image is pulled, not built, when this machine lacks it (make image builds it).
+            what = ("built" if self._launch.prefix is not None else "pulled") if self._launch.created else "reusing"
             self.logger(f"envtiers: {what} the {self.TIER} environment {self._launch.key[:19]}")
             if self._launch.prefix is not None:
                 self._check_metaflow(self._launch.prefix)

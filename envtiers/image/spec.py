@@ -1,0 +1,241 @@
+"""What goes into the image, and the content hash that names it: pure functions, no docker.
+
+Like flytekit's ImageSpec: the tag is a hash of exactly what changes the image's content (the
+Dockerfile and the files it copies, the linux-64 lock, the base digest, the build args that reach
+a RUN or COPY). Metadata that does not change the content (labels: revision, created) is left out,
+so a new commit with the same content reuses the image the registry already has.
+
+WARNING: `TAG_RECIPE` names the recipe. Changing what `image_tag` hashes changes every tag, so
+every project rebuilds its image once: bump `TAG_RECIPE` when you do it on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envtiers.envcache import MARKER_FORMAT
+from envtiers.errors import InputError, SettingsError
+from envtiers.hashing import file_digest, input_hash, text_digest
+from envtiers.pip import lockfile
+from envtiers.settings import Project
+
+TAG_RECIPE = 1
+PLATFORM = "linux-64"  # what the image runs on: AWS Batch, Kubernetes, SageMaker
+DOCKERFILE = Path("docker") / "Dockerfile"
+BUILD_DIR = Path("build") / "image"  # host-side inputs the Dockerfile copies (gitignored)
+WHEELHOUSE = BUILD_DIR / "wheelhouse"
+MARKER_FILE = BUILD_DIR / "envtiers-complete.json"
+# Where the Dockerfile puts the env; the marker @envtiers reads lives at its root (sys.prefix).
+IMAGE_PREFIX = "/opt/envtiers/env"
+DEFAULT_REGISTRY = "ghcr.io/envtiers"
+DEFAULT_REPOSITORY = "detector"
+
+_ARG_BASE = re.compile(r"^ARG\s+BASE_IMAGE=(?P<value>\S+)\s*$", re.MULTILINE)
+_PINNED = re.compile(r"^(?P<name>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})$")
+_SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """Everything that decides the image's content, read from the project."""
+
+    project: Project
+    registry: str
+    repository: str
+    base_image: str  # name@sha256:...
+    lock_path: Path
+    lock_hash: str  # "sha256:<body digest of the linux-64 lock>"
+    dockerfile_hash: str  # "sha256:<digest of docker/Dockerfile>"
+    # Files the Dockerfile copies besides the lock and wheels: (path from the root, sha256), read
+    # once, so the spec (and its tag) describes the files as they were when it was loaded.
+    code: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def base_name(self) -> str:
+        return self.base_image.split("@", 1)[0]
+
+    @property
+    def base_digest(self) -> str:
+        return self.base_image.split("@", 1)[1]
+
+    @property
+    def image_name(self) -> str:
+        return f"{self.registry.rstrip('/')}/{self.repository}" if self.registry else self.repository
+
+    @property
+    def tag(self) -> str:
+        return image_tag(self)
+
+    @property
+    def reference(self) -> str:
+        return f"{self.image_name}:{self.tag}"
+
+    @property
+    def registry_host(self) -> str:
+        return registry_host(self.image_name)
+
+
+def registry_host(image_name: str) -> str:
+    """The registry part of an image name ("docker.io" when it has none, as docker reads it)."""
+    first = image_name.split("/", 1)[0]
+    if "/" in image_name and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def content_build_args(spec: ImageSpec) -> dict[str, str]:
+    """Build args that reach a RUN or COPY, hence part of the tag."""
+    return {"BASE_IMAGE": spec.base_image}
+
+
+def label_build_args(spec: ImageSpec, *, source: str, revision: str, source_date_epoch: int) -> dict[str, str]:
+    """Build args that only fill labels (not hashed: metadata of the first build of this content)."""
+    from datetime import UTC, datetime
+
+    created = datetime.fromtimestamp(source_date_epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "BASE_DIGEST": spec.base_digest,
+        "LOCK_HASH": spec.lock_hash,
+        "SOURCE": source,
+        "REVISION": revision,
+        "CREATED": created,
+    }
+
+
+def image_tag(spec: ImageSpec) -> str:
+    """The content hash that names the image: 24 hex digits (see TAG_RECIPE before changing)."""
+    digest = input_hash(
+        {
+            "image-tag-recipe": TAG_RECIPE,
+            "dockerfile": spec.dockerfile_hash,
+            "lock": spec.lock_hash,
+            "base-digest": spec.base_digest,
+            "build-args": content_build_args(spec),
+            "marker": text_digest(render_marker(spec)),
+            "code": dict(spec.code),
+        }
+    )
+    return digest.removeprefix("sha256:")[:24]
+
+
+def render_marker(spec: ImageSpec) -> str:
+    """The completion marker baked into the image at IMAGE_PREFIX (see envtiers.envcache)."""
+    marker = {"format-version": MARKER_FORMAT, "tier": "image", "key": spec.lock_hash, "platform": PLATFORM}
+    return json.dumps(marker, indent=2, sort_keys=True) + "\n"
+
+
+def dockerfile_base_default(text: str) -> str | None:
+    """The default of `ARG BASE_IMAGE=...` in a Dockerfile's text, or None."""
+    match = _ARG_BASE.search(text)
+    return match.group("value") if match else None
+
+
+def check_pinned(base_image: str, *, where: str) -> str:
+    """`base_image` when it is name@sha256:<64 hex>; raises InputError otherwise."""
+    if not _PINNED.match(base_image):
+        raise InputError(
+            f"base image {base_image!r} ({where}) is not pinned by digest",
+            fix="use name@sha256:<digest> (docker image inspect --format '{{.RepoDigests}}' NAME)",
+        )
+    return base_image
+
+
+def lock_hash_of(lock: lockfile.PipLock) -> str:
+    return f"sha256:{lock.header.body_sha256}"
+
+
+def read_image_lock(project: Project) -> lockfile.PipLock:
+    """The linux-64 runtime lock, validated. Raises InputError / LockfileFormatError."""
+    path = project.pip_lock_dir / f"{PLATFORM}.txt"
+    display = project.rel(path)
+    if not path.is_file():
+        raise InputError(f"{display} does not exist: the image installs the linux-64 lock", fix="run `make lock`")
+    lock = lockfile.read(path, display=display)
+    if not lock.body_intact:
+        raise InputError(f"{display} was edited after locking (digest mismatch)", fix="run `make lock`")
+    return lock
+
+
+def code_files(project: Project) -> tuple[Path, ...]:
+    """The project files the Dockerfile copies besides the lock and wheelhouse: docker/ and the
+    packages in [image] code (default: [flow] include). Must agree with docker/Dockerfile and
+    .dockerignore."""
+    image = _image_settings(project)
+    flow = project.raw.get("flow", {})
+    names = image.get("code", flow.get("include", []) if isinstance(flow, dict) else [])
+    if not isinstance(names, list):
+        raise SettingsError("envs/tiers.toml: [image] code must be a list of project folders")
+    files: list[Path] = []
+    for name in ["docker", *[str(n) for n in names]]:
+        top = project.root / name
+        candidates = [top] if top.is_file() else sorted(top.rglob("*"))
+        files += [
+            path
+            for path in candidates
+            if path.is_file() and not _SKIPPED_PARTS & set(path.parts) and path.suffix not in (".pyc", ".md")
+        ]
+    return tuple(files)
+
+
+def load_spec(project: Project, *, registry: str | None = None, base_image: str | None = None) -> ImageSpec:
+    """The image spec from (in order) the arguments, ENVTIERS_REGISTRY / REGISTRY and
+    ENVTIERS_BASE_IMAGE / BASE_IMAGE, [image] in envs/tiers.toml, the Dockerfile's defaults.
+
+    Raises InputError for a missing Dockerfile or lock, or a base not pinned by digest.
+    """
+    image = _image_settings(project)
+    dockerfile = project.root / DOCKERFILE
+    try:
+        text = dockerfile.read_text()
+    except FileNotFoundError:
+        raise InputError(
+            f"{DOCKERFILE} not found in {project.root}", fix="add the image tier's docker/Dockerfile"
+        ) from None
+    registry = _first(registry, os.environ.get("ENVTIERS_REGISTRY"), os.environ.get("REGISTRY"), image.get("registry"))
+    repository = str(image.get("repository") or DEFAULT_REPOSITORY)
+    if base_image:
+        where = "--base-image"
+    elif _first(os.environ.get("ENVTIERS_BASE_IMAGE"), os.environ.get("BASE_IMAGE")):
+        base_image, where = _first(os.environ.get("ENVTIERS_BASE_IMAGE"), os.environ.get("BASE_IMAGE")), "BASE_IMAGE"
+    elif image.get("base"):
+        base_image, where = str(image["base"]), "[image] base in envs/tiers.toml"
+    else:
+        base_image, where = dockerfile_base_default(text), f"ARG BASE_IMAGE in {DOCKERFILE}"
+    if not base_image:
+        raise InputError(f"{DOCKERFILE} has no `ARG BASE_IMAGE=name@sha256:...`", fix="declare the pinned base there")
+    lock = read_image_lock(project)
+    return ImageSpec(
+        project=project,
+        registry=(registry if registry is not None else DEFAULT_REGISTRY).rstrip("/"),
+        repository=repository,
+        base_image=check_pinned(base_image, where=where),
+        lock_path=lock.path,
+        lock_hash=lock_hash_of(lock),
+        dockerfile_hash="sha256:" + text_digest(text),
+        code=tuple((path.relative_to(project.root).as_posix(), file_digest(path)) for path in code_files(project)),
+    )
+
+
+def dockerfile_hash(project: Project) -> str | None:
+    try:
+        return "sha256:" + text_digest((project.root / DOCKERFILE).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _image_settings(project: Project) -> dict[str, object]:
+    section = project.raw.get("image", {})
+    if not isinstance(section, dict):
+        raise SettingsError("envs/tiers.toml: [image] must be a table")
+    return section
+
+
+def _first(*values: object) -> str | None:
+    for value in values:
+        if value is not None and str(value) != "":
+            return str(value)
+    return None

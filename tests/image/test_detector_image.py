@@ -1,0 +1,82 @@
+"""The real detector image (`make image` with the detector lock: ~7 GB, ~10 min to build, so the
+suite does not build it): set ENVTIERS_TEST_DETECTOR_IMAGE to one built from this checkout
+(e.g. the reference `make image` printed) and these check it. Skipped, with that reason, when
+the variable is not set."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.image.support import docker
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def detector_image() -> str:
+    reference = os.environ.get("ENVTIERS_TEST_DETECTOR_IMAGE")
+    if not reference:
+        pytest.skip("ENVTIERS_TEST_DETECTOR_IMAGE is not set (a `make image` build of the detector lock)")
+    return reference
+
+
+def test_tensorflow_in_the_image_is_built_with_cuda(detector_image: str) -> None:
+    code = (
+        "import json, os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'; import tensorflow as tf, keras_cv, metaflow;"
+        "print('RESULT=' + json.dumps([tf.test.is_built_with_cuda(), tf.__version__, keras_cv.__version__]))"
+    )
+    out = docker("run", "--rm", detector_image, "python", "-c", code).stdout
+    cuda, tf_version, _ = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT="))[7:])
+    assert cuda is True
+    assert tf_version.startswith("2.")
+
+
+def test_serve_answers_ping_and_invocations_with_an_export(
+    detector_image: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """`docker run IMAGE serve` with an export at /opt/ml/model, as SageMaker runs it. The server
+    runs as the image's uid 1000: the model files are world-readable, as a model.tar.gz extracts."""
+    from tests.detector.support import encode, leaf_image
+
+    exported_model = request.getfixturevalue("exported_model")  # only once the image is known (TF, ~10 s)
+    model = tmp_path / "model"
+    shutil.copytree(exported_model.path, model)
+    for path in [model, *model.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+    name = f"envtiers-detector-{uuid.uuid4().hex[:8]}"
+    docker(
+        "run", "-d", "--name", name, "-p", "127.0.0.1::8080",
+        "-v", f"{model}:/opt/ml/model:ro", detector_image, "serve",
+    )  # fmt: skip
+    try:
+        port = docker("port", name, "8080").stdout.strip().splitlines()[0].rsplit(":", 1)[1]
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180  # the server listens once the model is loaded and warm
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                running = docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
+                if time.monotonic() > deadline or not running:
+                    raise AssertionError(docker("logs", name, check=False).stderr[-3000:]) from None
+                time.sleep(1)
+        request = urllib.request.Request(
+            f"{base}/invocations", data=encode(leaf_image(160, 120, seed=1)), headers={"Content-Type": "image/png"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        (detections,) = answer["predictions"]  # one image in, one list of detections out
+        assert isinstance(detections, list) and all(isinstance(d, dict) for d in detections)
+    finally:
+        docker("rm", "-f", name, check=False)
