@@ -91,32 +91,6 @@ def bench_lock(ctx: Context) -> list[Row]:
     ]
 
 
-def bench_check(ctx: Context) -> list[Row]:
-    """`envtiers check` with every tier (pip and conda) on copies of the committed lockfiles."""
-    root = copy_project(ctx.tempdir("check-all-project"), lockfiles=True)
-    command = envtiers_command(root, "check")
-    env = envtiers_env()
-    outcome: list[str] = []
-
-    def once() -> float:
-        elapsed, result = run(command, cwd=ctx.scratch, env=env, ok=(0, 1))
-        outcome[:] = [f"exit {result.returncode}: {result.stdout.strip().splitlines()[-1]}"]
-        return elapsed
-
-    warmup = [once()]
-    samples = sample(ctx.reps(5, 3), once, what="envtiers check (all tiers)")
-    return [
-        Row(
-            id="check-all",
-            benchmark="check",
-            title="Offline check of every committed lockfile, pip and conda (`make check`)",
-            envtiers=Measurement("envtiers", _shown("check"), samples, warmup),
-            goal=Goal("value_at_most", 3.0),
-            notes=[f"Whole CLI process, interpreter start-up included; result: {outcome[0]}."],
-        )
-    ]
-
-
 def _fixture_project(ctx: Context) -> tuple[Path, object]:
     """A project whose conda lock solves against the tests' local channel; pip entries from a local index."""
     from tests.conda.channel import build_channel
@@ -202,4 +176,5 @@ def bench_env(ctx: Context) -> list[Row]:
     ]
 
 
-BENCHMARKS = {"lock": bench_lock, "check": bench_check, "env": bench_env}
+# `envtiers check` with every tier is pip_tier's "check": its project copy carries the conda lock.
+BENCHMARKS = {"lock": bench_lock, "env": bench_env}

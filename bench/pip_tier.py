@@ -265,7 +265,7 @@ def bench_noop(ctx: Context) -> list[Row]:
 
 
 def bench_check(ctx: Context) -> list[Row]:
-    """`envtiers check` on copies of the committed lockfiles, as CI runs it (a CLI process)."""
+    """`envtiers check` on copies of the committed lockfiles (every tier), as CI runs it (a CLI process)."""
     root = copy_project(ctx.tempdir("check-project"), lockfiles=True)
     command = envtiers_command(root, "check")
     env = envtiers_env()
@@ -282,7 +282,7 @@ def bench_check(ctx: Context) -> list[Row]:
         Row(
             id="check",
             benchmark="check",
-            title="Offline check of the committed lockfiles (`envtiers check`)",
+            title="Offline check of every committed lockfile, pip and conda (`envtiers check`)",
             envtiers=Measurement("envtiers", _shown("check"), samples, warmup),
             goal=Goal("value_at_most", 2.0),
             notes=[f"Whole CLI process, interpreter start-up included; result: {outcome[0]}."],

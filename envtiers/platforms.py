@@ -65,3 +65,20 @@ def get_platform(name: str) -> Platform:
         return PLATFORMS[name]
     except KeyError:
         raise InputError(f"unknown platform {name!r}", fix=f"use one of {', '.join(sorted(PLATFORMS))}") from None
+
+
+def require_host(platform: str | None) -> str:
+    """`platform` (default: the host's) when environments for it can be built here.
+
+    Raises InputError for another platform: environments are only built for the host.
+    """
+    from envtiers.errors import InputError
+
+    host = host_platform_name()
+    platform = platform or host
+    if platform != host:
+        raise InputError(
+            f"cannot build a {platform} environment on this {host} host",
+            fix=f"build it on a {platform} machine, or use the image tier for linux-64",
+        )
+    return platform

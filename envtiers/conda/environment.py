@@ -21,19 +21,13 @@ from envtiers.conda.spec import load_settings, mirror_urls
 from envtiers.errors import EnvironmentBuildError, InputError
 from envtiers.hashing import file_digest, input_hash
 from envtiers.pip.uv import Uv, install_error
-from envtiers.platforms import host_platform_name
+from envtiers.platforms import require_host
 from envtiers.settings import Project
 
 
 def read_lock(project: Project, *, platform: str | None = None) -> tuple[str, Any]:
     """(platform, the parsed lock) for the host. Raises LockfileFormatError / InputError."""
-    host = host_platform_name()
-    platform = platform or host
-    if platform != host:
-        raise InputError(
-            f"cannot build a {platform} environment on this {host} host",
-            fix=f"build it on a {platform} machine, or use the image tier for linux-64",
-        )
+    platform = require_host(platform)
     path = load_settings(project).lockfile(project)
     lock = lockfile.read(path, display=project.rel(path))
     if platform not in lock.metadata.platforms:

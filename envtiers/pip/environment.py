@@ -11,7 +11,7 @@ from envtiers.hashing import input_hash
 from envtiers.pip import lockfile
 from envtiers.pip.locker import dev_lock_path, runtime_lock_path
 from envtiers.pip.uv import Uv
-from envtiers.platforms import host_platform_name
+from envtiers.platforms import require_host
 from envtiers.settings import Project
 
 
@@ -33,13 +33,7 @@ def default_prefix(project: Project, key: str) -> Path:
 
 def read_locks(project: Project, *, platform: str | None = None, dev: bool = False) -> list[lockfile.PipLock]:
     """The host's lockfiles, validated. Raises LockfileFormatError / InputError."""
-    host = host_platform_name()
-    platform = platform or host
-    if platform != host:
-        raise InputError(
-            f"cannot build a {platform} environment on this {host} host",
-            fix=f"build it on a {platform} machine, or use the image tier for linux-64",
-        )
+    platform = require_host(platform)
     locks = []
     for path in lock_paths(project, platform=platform, dev=dev):
         lock = lockfile.read(path, display=project.rel(path))

@@ -11,13 +11,11 @@ import pytest
 
 from envtiers.pip.locker import lock
 from envtiers.settings import Project, load_project
-from tests.support import PackageIndex, wheel_from_installed, write_project
+from tests.flows.support import FLOW_SPEC, write_flow_project
+from tests.support import PackageIndex, wheel_from_installed
 
 # Metaflow and what it imports for a local run; boto3 (S3 only) is overridden away below.
 METAFLOW_DISTS = ("metaflow", "requests", "urllib3", "idna", "certifi", "charset-normalizer")
-# Locks the tiny flows use: linux-64 only (charset-normalizer is repacked from this machine).
-FLOW_SPEC = "purepkg\nmetaflow\n"
-FLOW_OVERRIDES = 'boto3 ; sys_platform == "never"\n'
 
 
 @pytest.fixture(scope="session")
@@ -35,13 +33,7 @@ def flow_index(index_files: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 @pytest.fixture
 def flow_project(tmp_path: Path, flow_index: PackageIndex) -> Project:
     """A project locking purepkg and Metaflow for linux-64 against `flow_index`."""
-    root = write_project(
-        tmp_path / "project",
-        requirements=FLOW_SPEC,
-        index_url=flow_index.url,
-        platforms=("linux-64",),
-        overrides=FLOW_OVERRIDES,
-    )
+    root = write_flow_project(tmp_path / "project", index_url=flow_index.url)
     project = load_project(root, cache_dir=tmp_path / "cache")
     lock(project)
     return project
@@ -50,13 +42,7 @@ def flow_project(tmp_path: Path, flow_index: PackageIndex) -> Project:
 @pytest.fixture
 def make_flow_project(tmp_path: Path, flow_index: PackageIndex) -> Callable[..., Project]:
     def make(requirements: str = FLOW_SPEC, *, name: str = "project") -> Project:
-        root = write_project(
-            tmp_path / name,
-            requirements=requirements,
-            index_url=flow_index.url,
-            platforms=("linux-64",),
-            overrides=FLOW_OVERRIDES,
-        )
+        root = write_flow_project(tmp_path / name, index_url=flow_index.url, requirements=requirements)
         return load_project(root, cache_dir=tmp_path / "cache")
 
     return make

@@ -48,6 +48,42 @@ TINY_FLOW = textwrap.dedent(
 )
 
 
+# Locks the tiny flows use: purepkg and Metaflow, linux-64 only (charset-normalizer, a Metaflow
+# dependency, is repacked from this machine); boto3 (S3 only) is overridden away.
+FLOW_SPEC = "purepkg\nmetaflow\n"
+FLOW_OVERRIDES = 'boto3 ; sys_platform == "never"\n'
+
+
+def write_flow_project(root: Path, *, index_url: str, requirements: str = FLOW_SPEC) -> Path:
+    """A project for tiny flows, locking against `index_url` (tests/flows' `flow_index`)."""
+    from tests.support import write_project
+
+    return write_project(
+        root, requirements=requirements, index_url=index_url, platforms=("linux-64",), overrides=FLOW_OVERRIDES
+    )
+
+
+def write_tiny_flow(root: Path) -> Path:
+    flow = root / "flows" / "tiny_flow.py"
+    flow.parent.mkdir(exist_ok=True)
+    flow.write_text(TINY_FLOW)
+    return flow
+
+
+def tiny_artifacts(cwd: Path, run_id: str) -> dict[str, dict[str, Any]]:
+    """TinyFlow's envtiers_* artifacts per step, and what its start step could import."""
+    return client(
+        f"""
+        run = Run("TinyFlow/{run_id}")
+        result = {{step.id: {{name: step.task[name].data for name in (
+            "envtiers_tier", "envtiers_lock_hash", "envtiers_python", "envtiers_prefix")}} for step in run}}
+        result["start"].update(purepkg=run["start"].task.data.purepkg_version,
+                               sees_pytest=run["start"].task.data.sees_pytest)
+        """,
+        cwd=cwd,
+    )
+
+
 def flow_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """The test's environment plus what Metaflow needs (a user name that is not root), updated
     with `extra`, where None removes a variable."""

@@ -10,7 +10,7 @@ from envtiers.conda.environment import env_key, read_lock
 from envtiers.conda.locker import lock as lock_conda
 from envtiers.settings import Project, load_project
 from tests.conda.support import add_conda_tier
-from tests.flows.support import TINY_FLOW, assert_ran_in, client, run_flow, run_id_of
+from tests.flows.support import assert_ran_in, run_flow, run_id_of, tiny_artifacts, write_tiny_flow
 from tests.support import snapshot
 
 ENVIRONMENT = "channels:\n  - conda-forge\ndependencies:\n  - python 3.11.*\n"
@@ -20,10 +20,7 @@ def conda_flow_project(flow_project: Project, conda_channel: Path) -> tuple[Proj
     add_conda_tier(flow_project.root, mirror=conda_channel.as_uri(), environment=ENVIRONMENT)
     project = load_project(flow_project.root, cache_dir=flow_project.cache_dir)
     lock_conda(project)
-    flow = project.root / "flows" / "tiny_flow.py"
-    flow.parent.mkdir(exist_ok=True)
-    flow.write_text(TINY_FLOW)
-    return project, flow
+    return project, write_tiny_flow(project.root)
 
 
 def test_tiny_flow_runs_in_the_conda_env(flow_project: Project, conda_channel: Path, tmp_path: Path) -> None:
@@ -36,16 +33,7 @@ def test_tiny_flow_runs_in_the_conda_env(flow_project: Project, conda_channel: P
     key = env_key(conda_lock, platform)
     envs = sorted((project.cache_dir / "envs").iterdir())
     assert [p.name[:6] for p in envs] == ["conda-"]
-    artifacts = client(
-        f"""
-        run = Run("TinyFlow/{run_id_of(first.stdout)}")
-        result = {{step.id: {{name: step.task[name].data for name in (
-            "envtiers_tier", "envtiers_lock_hash", "envtiers_python", "envtiers_prefix")}} for step in run}}
-        result["start"].update(purepkg=run["start"].task.data.purepkg_version,
-                               sees_pytest=run["start"].task.data.sees_pytest)
-        """,
-        cwd=tmp_path,
-    )
+    artifacts = tiny_artifacts(tmp_path, run_id_of(first.stdout))
     for step in ("start", "end"):
         assert_ran_in(artifacts[step], tier="conda", prefix=envs[0], key=key)
     assert artifacts["start"]["purepkg"] == "2.0"
@@ -63,9 +51,7 @@ def test_tiny_flow_runs_in_the_conda_env(flow_project: Project, conda_channel: P
 
 
 def test_a_missing_conda_lock_stops_the_run_before_any_step(flow_project: Project, tmp_path: Path) -> None:
-    flow = flow_project.root / "flows" / "tiny_flow.py"
-    flow.parent.mkdir(exist_ok=True)
-    flow.write_text(TINY_FLOW)
+    flow = write_tiny_flow(flow_project.root)
     done = run_flow(flow, ["--environment=envtiers-conda", "run"], cwd=tmp_path)
     assert done.returncode != 0
     assert "lockfiles/conda-lock.yml is missing" in done.stdout

@@ -9,28 +9,8 @@ from pathlib import Path
 
 from envtiers.pip.environment import env_key, read_locks
 from envtiers.settings import Project
-from tests.flows.support import TINY_FLOW, assert_ran_in, client, run_flow, run_id_of
+from tests.flows.support import assert_ran_in, client, run_flow, run_id_of, tiny_artifacts, write_tiny_flow
 from tests.support import run_cli, snapshot
-
-
-def write_tiny_flow(project: Project) -> Path:
-    flow = project.root / "flows" / "tiny_flow.py"
-    flow.parent.mkdir(exist_ok=True)
-    flow.write_text(TINY_FLOW)
-    return flow
-
-
-def tiny_artifacts(cwd: Path, run_id: str) -> dict[str, dict[str, object]]:
-    return client(
-        f"""
-        run = Run("TinyFlow/{run_id}")
-        result = {{step.id: {{name: step.task[name].data for name in (
-            "envtiers_tier", "envtiers_lock_hash", "envtiers_python", "envtiers_prefix")}} for step in run}}
-        result["start"].update(purepkg=run["start"].task.data.purepkg_version,
-                               sees_pytest=run["start"].task.data.sees_pytest)
-        """,
-        cwd=cwd,
-    )
 
 
 def assert_refused_before_any_step(done: subprocess.CompletedProcess[str], *messages: str) -> None:
@@ -43,7 +23,7 @@ def assert_refused_before_any_step(done: subprocess.CompletedProcess[str], *mess
 
 
 def test_tiny_flow_runs_in_the_env_built_from_the_pip_lock(flow_project: Project, tmp_path: Path) -> None:
-    flow = write_tiny_flow(flow_project)
+    flow = write_tiny_flow(flow_project.root)
     first = run_flow(flow, ["--environment=envtiers-pip", "run"], cwd=tmp_path)
     assert first.returncode == 0, first.stdout[-3000:]
     assert "envtiers: built the pip environment" in first.stdout
@@ -70,7 +50,7 @@ def test_tiny_flow_runs_in_the_env_built_from_the_pip_lock(flow_project: Project
 
 def test_local_environment_runs_in_the_launching_interpreter(flow_project: Project, tmp_path: Path) -> None:
     """The contrast: stock --environment=local leaves the step in the launcher (no isolation)."""
-    flow = write_tiny_flow(flow_project)
+    flow = write_tiny_flow(flow_project.root)
     (flow_project.root / "flows" / "purepkg").mkdir()  # satisfy `import purepkg` from the flow's folder
     (flow_project.root / "flows" / "purepkg" / "__init__.py").write_text('__version__ = "local"\n')
     done = run_flow(flow, ["--environment=local", "run"], cwd=tmp_path)
@@ -86,7 +66,7 @@ def test_local_environment_runs_in_the_launching_interpreter(flow_project: Proje
 
 
 def test_a_broken_lock_stops_the_run_before_any_step(flow_project: Project, tmp_path: Path) -> None:
-    flow = write_tiny_flow(flow_project)
+    flow = write_tiny_flow(flow_project.root)
     lock = flow_project.pip_lock_dir / "linux-64.txt"
     lock.write_text(lock.read_text().replace("purepkg==2.0", "purepkg==1.0"))
     done = run_flow(flow, ["--environment=envtiers-pip", "run"], cwd=tmp_path)
@@ -96,7 +76,7 @@ def test_a_broken_lock_stops_the_run_before_any_step(flow_project: Project, tmp_
 
 def test_a_lock_without_metaflow_is_refused_with_the_fix(locked_project: Project, tmp_path: Path) -> None:
     """The steps run the env's own Metaflow: a lock without it could never run a step."""
-    flow = write_tiny_flow(locked_project)
+    flow = write_tiny_flow(locked_project.root)
     done = run_flow(flow, ["--environment=envtiers-pip", "run"], cwd=tmp_path)
     assert_refused_before_any_step(
         done,

@@ -12,27 +12,19 @@ import pytest
 from envtiers.image.builder import build
 from envtiers.pip.locker import lock
 from envtiers.settings import Project, load_project
-from tests.flows.conftest import FLOW_OVERRIDES, FLOW_SPEC
-from tests.flows.support import TINY_FLOW, client, run_flow, run_id_of
+from tests.flows.support import run_flow, run_id_of, tiny_artifacts, write_flow_project, write_tiny_flow
 from tests.image.support import Infra, add_image_files, docker, remove_images
-from tests.support import PackageIndex, write_project
+from tests.support import PackageIndex
 
 pytestmark = pytest.mark.docker
 
 
 @pytest.fixture
 def flow_image_project(tmp_path: Path, flow_index: PackageIndex, registry_login: Infra) -> Iterator[Project]:
-    root = write_project(
-        tmp_path / "project",
-        requirements=FLOW_SPEC,
-        index_url=flow_index.url,
-        platforms=("linux-64",),
-        overrides=FLOW_OVERRIDES,
-    )
+    root = write_flow_project(tmp_path / "project", index_url=flow_index.url)
     namespace = registry_login.namespace()
     add_image_files(root, registry=namespace, base_image=registry_login.base_image)
-    (root / "flows").mkdir()
-    (root / "flows" / "tiny_flow.py").write_text(TINY_FLOW)
+    write_tiny_flow(root)
     project = load_project(root, cache_dir=tmp_path / "cache")
     lock(project)
     yield project
@@ -52,16 +44,7 @@ def test_tiny_flow_steps_run_inside_the_recorded_image(flow_image_project: Proje
     assert docker("image", "inspect", record.reference, check=False).returncode == 0
     assert "envtiers: pulled the image environment" in done.stdout
     run_id = run_id_of(done.stdout)
-    result = client(
-        f"""
-        run = Run("TinyFlow/{run_id}")
-        result = {{step.id: {{name: step.task[name].data for name in (
-            "envtiers_tier", "envtiers_lock_hash", "envtiers_python", "envtiers_prefix")}} for step in run}}
-        result["start"].update(purepkg=run["start"].task.data.purepkg_version,
-                               sees_pytest=run["start"].task.data.sees_pytest)
-        """,
-        cwd=tmp_path,
-    )
+    result = tiny_artifacts(tmp_path, run_id)
     for step in ("start", "end"):
         assert result[step]["envtiers_tier"] == "image"
         assert result[step]["envtiers_python"] == "/opt/envtiers/env/bin/python"
