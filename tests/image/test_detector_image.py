@@ -1,7 +1,10 @@
-"""The real detector image (`make image` with the detector lock: ~7 GB, ~10 min to build, so the
-suite does not build it): set ENVTIERS_TEST_DETECTOR_IMAGE to one built from this checkout
-(e.g. the reference `make image` printed) and these check it. Skipped, with that reason, when
-the variable is not set."""
+"""The real detector image: `make image` with the detector lock (~7 GB).
+
+Under CI=true the suite builds it (into the test registry, from a copy of this checkout kept in
+a cache folder, so the wheelhouse and docker's layers carry over and an unchanged image is not
+built again: ~10 min cold, seconds when the registry has the tag). Elsewhere set
+ENVTIERS_TEST_DETECTOR_IMAGE to an image built from this checkout, or the tests skip, saying so.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +18,50 @@ from pathlib import Path
 
 import pytest
 
-from tests.image.support import docker
+from tests.image.support import Infra, docker
+from tests.support import REPO_ROOT
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
+# What `envtiers image build` reads and the Dockerfile copies (build/ holds the wheelhouse: kept).
+IMAGE_INPUTS = ("envs", "lockfiles", "docker", "detector", ".dockerignore")
+
+
+def build_detector_image(infra: Infra) -> str:
+    """Build (or find) the detector image in the test registry; returns repository@digest."""
+    from envtiers.image.builder import build
+    from envtiers.settings import load_project
+
+    cache = Path(os.environ.get("ENVTIERS_CI_CACHE", Path.home() / ".cache" / "envtiers-ci"))
+    root = cache / "detector-image-project"
+    root.mkdir(parents=True, exist_ok=True)
+    for name in IMAGE_INPUTS:
+        target = root / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+        source = REPO_ROOT / name
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "image.json")
+        shutil.copytree(source, target, ignore=ignore) if source.is_dir() else shutil.copy2(source, target)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ENVTIERS_REGISTRY_USER", infra.user)
+        patch.setenv("ENVTIERS_REGISTRY_PASSWORD", infra.password)
+        result = build(
+            load_project(root), registry=f"{infra.registry}/envtiers-ci", base_image=infra.base_image, report=print
+        )
+    assert result.record is not None
+    return result.record.reference
+
 
 @pytest.fixture(scope="module")
-def detector_image() -> str:
+def detector_image(request: pytest.FixtureRequest) -> str:
     reference = os.environ.get("ENVTIERS_TEST_DETECTOR_IMAGE")
-    if not reference:
-        pytest.skip("ENVTIERS_TEST_DETECTOR_IMAGE is not set (a `make image` build of the detector lock)")
-    return reference
+    if reference:
+        return reference
+    if os.environ.get("CI") != "true":
+        pytest.skip("ENVTIERS_TEST_DETECTOR_IMAGE is not set, and only CI=true builds the ~7 GB detector image")
+    return build_detector_image(request.getfixturevalue("infra"))
 
 
 def test_tensorflow_in_the_image_is_built_with_cuda(detector_image: str) -> None:
