@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from envtiers.envcache import EnvInfo
 from envtiers.errors import InputError
 from envtiers.settings import Project
 
@@ -72,6 +73,41 @@ class Tier(Protocol):
     def remote_python(self, platform: str) -> str: ...
 
     def remote_image(self, project: Project) -> str | None: ...
+
+
+class LockedEnvTier:
+    """A tier whose environment is built from a lockfile (pip, conda): locally the content-addressed
+    env of the host's lock, remotely the same env rebuilt from the lockfiles in the code package."""
+
+    name = ""
+    # Extra interpreter options for local tasks (-s: no user site-packages leaking in).
+    python_args: tuple[str, ...] = ()
+
+    def create(self, project: Project) -> EnvInfo:
+        raise NotImplementedError
+
+    def local_launch(self, project: Project) -> LocalLaunch:
+        info = self.create(project)
+        return LocalLaunch(
+            tier=self.name,
+            key=info.key,
+            argv=(str(info.python), *self.python_args),
+            env={TIER_VARIABLE: self.name},
+            created=info.created,
+            prefix=info.prefix,
+        )
+
+    def bootstrap_commands(self, project: Project, platform: str) -> list[str]:
+        # The tools lock carries uv (and py-rattler): the task installs the lock, it solves nothing.
+        create = ("env", "create", "--tier", self.name, "--platform", platform, "--target", REMOTE_ENV_DIR)
+        return [*tools_bootstrap(project), envtiers_command(*create), f"export {TIER_VARIABLE}={self.name}"]
+
+    def remote_python(self, platform: str) -> str:
+        # -s: the user's site-packages must not leak into the locked environment.
+        return f"{REMOTE_ENV_DIR}/bin/python -s"
+
+    def remote_image(self, project: Project) -> str | None:
+        return None  # any linux-64 image with python3 and tar: the env is built from the lock
 
 
 def get_tier(name: str) -> Tier:
