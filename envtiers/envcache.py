@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from envtiers.errors import InputError
 from envtiers.fsutil import atomic_write_text, file_lock
 
 MARKER = ".envtiers-complete.json"
@@ -54,6 +55,39 @@ def is_complete(prefix: Path, key: str) -> bool:
     return marker is not None and marker.get("key") == key and python_in(prefix).exists()
 
 
+def require_complete(prefix: Path, key: str, *, fix: str) -> None:
+    """Raise InputError unless `prefix` holds the finished environment for `key`."""
+    if is_complete(prefix, key):
+        return
+    state = "was never finished (its build failed or was interrupted)" if prefix.exists() else "does not exist"
+    if prefix.exists() and read_marker(prefix) is not None:
+        state = "was built from another lock"
+    raise InputError(f"the environment {prefix} {state}", fix=fix)
+
+
+def _building_record(lock_dir: Path, prefix: Path) -> Path:
+    return lock_dir / f"{_lock_name(prefix)}.building"
+
+
+def _lock_name(prefix: Path) -> str:
+    return hashlib.sha256(str(prefix).encode()).hexdigest()[:16]
+
+
+def refuse_foreign(prefix: Path, lock_dir: Path) -> None:
+    """Raise InputError when `prefix` is a non-empty folder that is not an envtiers environment
+    (no marker, and no build of ours was interrupted there): it is never emptied."""
+    if not (prefix.exists() or prefix.is_symlink()):
+        return
+    if prefix.is_dir() and not prefix.is_symlink() and not any(prefix.iterdir()):
+        return
+    if read_marker(prefix) is not None or _building_record(lock_dir, prefix).is_file():
+        return
+    raise InputError(
+        f"{prefix} is not empty and is not an envtiers environment: envtiers will not delete it",
+        fix=f"choose an empty or new folder for --target, or remove {prefix} yourself",
+    )
+
+
 def ensure(
     *,
     tier: str,
@@ -71,16 +105,21 @@ def ensure(
     """
     if is_complete(prefix, key):
         return EnvInfo(tier, key, prefix, created=False)
+    refuse_foreign(prefix, lock_dir)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    lock_name = hashlib.sha256(str(prefix).encode()).hexdigest()[:16]
-    with file_lock(lock_dir / f"{lock_name}.lock", what=f"building {prefix}"):
+    building = _building_record(lock_dir, prefix)
+    with file_lock(lock_dir / f"{_lock_name(prefix)}.lock", what=f"building {prefix}"):
         if is_complete(prefix, key):  # another process finished it while we waited
             return EnvInfo(tier, key, prefix, created=False)
+        refuse_foreign(prefix, lock_dir)
+        # Recorded before anything is written at `prefix`: an interrupted build is ours to redo.
+        atomic_write_text(building, f"{prefix}\n")
         if prefix.exists() or prefix.is_symlink():
             remove(prefix)
         build(prefix)
         marker = {"format-version": MARKER_FORMAT, "tier": tier, "key": key, "created": time.time(), **(details or {})}
         atomic_write_text(prefix / MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
+        building.unlink(missing_ok=True)
     return EnvInfo(tier, key, prefix, created=True)
 
 

@@ -1,6 +1,8 @@
-"""The tiers a flow's steps can run in, behind one interface the Metaflow extension calls.
+"""The tiers a flow's steps can run in, behind one interface (`Tier`) that the CLI, `check` and
+the Metaflow extension call; `envtiers.registry` lists the tiers.
 
-A tier answers four questions about a project:
+A tier locks its inputs (`lock`), checks its lockfiles offline (`check`), builds or locates its
+environment (`create_env`, `env_path`), and answers four questions for a flow:
 
 - `local_launch`: how does a task on this machine start inside the tier's environment?
   (the pip tier: the interpreter of the env built from the host's lock; the image tier: `docker run`)
@@ -9,22 +11,22 @@ A tier answers four questions about a project:
 - `remote_image`: which image a remote task must run in, when the tier decides it.
 
 Tiers never resolve anything: they build from committed lockfiles, or fail with the command that
-fixes them. Each tier lives in its own package: `envtiers.{pip,conda,image}.tier`.
+fixes them. Each tier lives in its own package: `envtiers.{pip,conda,image}.tier`. This module
+imports none of them (the registry imports them lazily), so every import points one way.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from envtiers.envcache import EnvInfo
+from envtiers.envcache import EnvInfo, python_in, require_complete
 from envtiers.errors import InputError
+from envtiers.problems import Problem
 from envtiers.settings import Project
-
-TIER_NAMES = ("pip", "conda", "image")
 
 # Where a remote task builds its environment, relative to the code package it runs in.
 REMOTE_ENV_DIR = ".envtiers/env"
@@ -62,9 +64,46 @@ class LocalLaunch:
         return (*head, *flags, *tail)
 
 
+@dataclass(frozen=True)
+class LockResult:
+    path: Path
+    changed: bool
+    packages: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class LockOptions:
+    platforms: tuple[str, ...] = ()
+    force: bool = False
+    upgrade: bool = False
+    only_this_tier: bool = False  # --tier named it (options that do not apply are refused)
+
+
+@dataclass(frozen=True)
+class EnvOptions:
+    platform: str | None = None
+    target: Path | None = None
+    dev: bool = False
+    link_project: bool = False
+
+
+Report = Callable[[str], None]
+
+
 class Tier(Protocol):
     @property
     def name(self) -> str: ...
+
+    def is_configured(self, project: Project) -> bool: ...
+
+    def lock(self, project: Project, options: LockOptions, report: Report) -> list[LockResult]: ...
+
+    def check(self, project: Project) -> tuple[list[str], list[Problem]]: ...
+
+    def create_env(self, project: Project, options: EnvOptions) -> EnvInfo: ...
+
+    def env_path(self, project: Project, options: EnvOptions) -> Path: ...
 
     def local_launch(self, project: Project) -> LocalLaunch: ...
 
@@ -83,8 +122,36 @@ class LockedEnvTier:
     # Extra interpreter options for local tasks (-s: no user site-packages leaking in).
     python_args: tuple[str, ...] = ()
 
-    def create(self, project: Project) -> EnvInfo:
+    def is_configured(self, project: Project) -> bool:
+        return True
+
+    def lock(self, project: Project, options: LockOptions, report: Report) -> list[LockResult]:
         raise NotImplementedError
+
+    def check(self, project: Project) -> tuple[list[str], list[Problem]]:
+        raise NotImplementedError
+
+    def create_env(self, project: Project, options: EnvOptions) -> EnvInfo:
+        raise NotImplementedError
+
+    def prefix(self, project: Project, options: EnvOptions) -> tuple[str, Path]:
+        """(cache key, prefix) of the environment for the current lock (not necessarily built)."""
+        raise NotImplementedError
+
+    def create(self, project: Project) -> EnvInfo:
+        """The host's environment, refused before anything is built when the lock is stale."""
+        refuse_stale(self, project)
+        return self.create_env(project, EnvOptions())
+
+    def env_path(self, project: Project, options: EnvOptions) -> Path:
+        """The interpreter of the environment for the current lock (where `env create` puts it).
+        Raises InputError when a folder is there but was never completed (a build that failed or
+        was interrupted is not an environment)."""
+        key, prefix = self.prefix(project, options)
+        if prefix.exists() or prefix.is_symlink():
+            target = f" --target {options.target}" if options.target else ""
+            require_complete(prefix, key, fix=f"run `envtiers env create --tier {self.name}{target}`")
+        return python_in(prefix)
 
     def local_launch(self, project: Project) -> LocalLaunch:
         info = self.create(project)
@@ -110,20 +177,14 @@ class LockedEnvTier:
         return None  # any linux-64 image with python3 and tar: the env is built from the lock
 
 
-def get_tier(name: str) -> Tier:
-    if name == "pip":
-        from envtiers.pip.tier import PipTier
-
-        return PipTier()
-    if name == "conda":
-        from envtiers.conda.tier import CondaTier
-
-        return CondaTier()
-    if name == "image":
-        from envtiers.image.tier import ImageTier
-
-        return ImageTier()
-    raise InputError(f"unknown tier {name!r}", fix=f"use one of {', '.join(TIER_NAMES)}")
+def refuse_stale(tier: Tier, project: Project) -> None:
+    """Raise InputError with the first problem `envtiers check` finds in the tier's lockfiles: a
+    stale or tampered lock never starts a task."""
+    _, problems = tier.check(project)
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more: run `envtiers check --tier {tier.name}`)" if len(problems) > 1 else ""
+        raise InputError(f"{first.path}: {first.message}{more}", fix=first.fix)
 
 
 def tools_bootstrap(project: Project) -> list[str]:

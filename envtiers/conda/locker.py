@@ -29,8 +29,9 @@ from envtiers.errors import EnvtiersError, LockfileFormatError, ResolutionError
 from envtiers.fsutil import file_lock
 from envtiers.hashing import input_hash
 from envtiers.pip import lockfile as pip_lockfile
-from envtiers.pip.locker import LockResult, runtime_lock_path
+from envtiers.pip.locker import runtime_lock_path
 from envtiers.settings import Project
+from envtiers.tiers import LockResult
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ def channel_url(channel: str) -> str:
 
 
 def default_virtual_packages(project: Project, platform: str) -> dict[str, str]:
-    cuda = str(project.raw.get("cuda", {}).get("version", "")).strip()
+    cuda = project.cuda_version or ""
     if platform.startswith("linux"):
         packages = {"__glibc": "2.28", "__unix": "0", "__linux": "0"}
         if cuda:
@@ -73,34 +73,36 @@ def is_configured(project: Project) -> bool:
 
 def load_settings(project: Project) -> CondaSettings:
     """The `[conda]` settings with defaults. Raises SettingsError for malformed values."""
-    raw = project.raw.get("conda", {})
-    if not isinstance(raw, dict):
-        raise SettingsError(f"{SETTINGS_FILE}: [conda] must be a table")
-    environment_file = project.envs_dir / str(raw.get("environment", "environment.yml"))
-    declared = raw.get("virtual_packages", {})
-    if not isinstance(declared, dict):
-        raise SettingsError(f"{SETTINGS_FILE}: [conda.virtual_packages] must be a table of platforms")
+    section = project.conda
+    environment_file = project.envs_dir / section.environment
+    declared = section.virtual_packages
     virtual: dict[str, dict[str, str]] = {}
     for platform in project.platforms:
         packages = declared.get(platform)
         if packages is None:
             virtual[platform] = default_virtual_packages(project, platform)
-        elif isinstance(packages, dict) and all(str(k).startswith("__") for k in packages):
+        elif isinstance(packages, dict) and all(
+            str(k).startswith("__") and isinstance(v, str | int | float) and not isinstance(v, bool)
+            for k, v in packages.items()
+        ):
             virtual[platform] = {str(k): str(v) for k, v in packages.items()}
         else:
             raise SettingsError(
                 f"{SETTINGS_FILE}: [conda.virtual_packages] {platform} must map names like __glibc to versions",
                 fix='e.g. linux-64 = { __glibc = "2.28", __unix = "0", __linux = "0" }',
             )
-    return CondaSettings(environment_file, virtual, _mirrors(raw.get("mirrors", {})))
+    return CondaSettings(environment_file, virtual, _mirrors(section.mirrors))
 
 
 def _mirrors(raw: Any) -> dict[str, str]:
     override = os.environ.get(MIRROR_VARIABLE)
     if override is not None:
         raw = dict(item.split("=", 1) for item in override.split(",") if "=" in item)
-    if not isinstance(raw, dict):
-        raise SettingsError(f"{SETTINGS_FILE}: [conda.mirrors] must map channel names or URLs to URLs")
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise SettingsError(
+            f"{SETTINGS_FILE}: [conda.mirrors] must map channel names or URLs to URLs or folders",
+            fix='e.g. conda-forge = "https://conda.example.com/conda-forge"',
+        )
     return {channel_url(str(channel).strip()): str(target).strip() for channel, target in raw.items()}
 
 

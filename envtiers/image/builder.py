@@ -236,9 +236,7 @@ def _provenance(project: Project) -> tuple[str, str, int]:
             return ""
         return done.stdout.strip() if done.returncode == 0 else ""
 
-    image = project.raw.get("image", {})
-    source = str(image.get("source", "")) if isinstance(image, dict) else ""
-    source = source or _strip_credentials(git("config", "--get", "remote.origin.url")) or "unknown"
+    source = project.image.source or _strip_credentials(git("config", "--get", "remote.origin.url")) or "unknown"
     revision = git("rev-parse", "HEAD") or "unknown"
     epoch_text = os.environ.get("SOURCE_DATE_EPOCH") or git("log", "-1", "--format=%ct") or "0"
     try:

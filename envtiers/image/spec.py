@@ -12,18 +12,19 @@ every project rebuilds its image once: bump `TAG_RECIPE` when you do it on purpo
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envtiers.codefiles import image_code, project_files
 from envtiers.envcache import MARKER_FORMAT
-from envtiers.errors import InputError, SettingsError
+from envtiers.errors import InputError
 from envtiers.hashing import file_digest, input_hash, text_digest
 from envtiers.pip import lockfile
-from envtiers.settings import Project
+from envtiers.settings import Project, env
 
-TAG_RECIPE = 1
+# 2: the code files are envtiers.codefiles.project_files (what the Dockerfile copies, .md included).
+TAG_RECIPE = 2
 PLATFORM = "linux-64"  # what the image runs on: AWS Batch, Kubernetes, SageMaker
 DOCKERFILE = Path("docker") / "Dockerfile"
 BUILD_DIR = Path("build") / "image"  # host-side inputs the Dockerfile copies (gitignored)
@@ -36,7 +37,6 @@ DEFAULT_REPOSITORY = "detector"
 
 _ARG_BASE = re.compile(r"^ARG\s+BASE_IMAGE=(?P<value>\S+)\s*$", re.MULTILINE)
 _PINNED = re.compile(r"^(?P<name>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})$")
-_SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 
 
 @dataclass(frozen=True)
@@ -163,22 +163,8 @@ def read_image_lock(project: Project) -> lockfile.PipLock:
 def code_files(project: Project) -> tuple[Path, ...]:
     """The project files the Dockerfile copies besides the lock and wheelhouse: docker/ and the
     packages in [image] code (default: [flow] include). Must agree with docker/Dockerfile and
-    .dockerignore."""
-    image = _image_settings(project)
-    flow = project.raw.get("flow", {})
-    names = image.get("code", flow.get("include", []) if isinstance(flow, dict) else [])
-    if not isinstance(names, list):
-        raise SettingsError("envs/tiers.toml: [image] code must be a list of project folders")
-    files: list[Path] = []
-    for name in ["docker", *[str(n) for n in names]]:
-        top = project.root / name
-        candidates = [top] if top.is_file() else sorted(top.rglob("*"))
-        files += [
-            path
-            for path in candidates
-            if path.is_file() and not _SKIPPED_PARTS & set(path.parts) and path.suffix not in (".pyc", ".md")
-        ]
-    return tuple(files)
+    .dockerignore (see envtiers.codefiles)."""
+    return project_files(project, ["docker", *image_code(project)])
 
 
 def load_spec(project: Project, *, registry: str | None = None, base_image: str | None = None) -> ImageSpec:
@@ -187,7 +173,7 @@ def load_spec(project: Project, *, registry: str | None = None, base_image: str 
 
     Raises InputError for a missing Dockerfile or lock, or a base not pinned by digest.
     """
-    image = _image_settings(project)
+    image = project.image
     dockerfile = project.root / DOCKERFILE
     try:
         text = dockerfile.read_text()
@@ -195,14 +181,14 @@ def load_spec(project: Project, *, registry: str | None = None, base_image: str 
         raise InputError(
             f"{DOCKERFILE} not found in {project.root}", fix="add the image tier's docker/Dockerfile"
         ) from None
-    registry = _first(registry, os.environ.get("ENVTIERS_REGISTRY"), os.environ.get("REGISTRY"), image.get("registry"))
-    repository = str(image.get("repository") or DEFAULT_REPOSITORY)
+    registry = _first(registry, env("ENVTIERS_REGISTRY"), env("REGISTRY"), image.registry)
+    repository = image.repository or DEFAULT_REPOSITORY
     if base_image:
         where = "--base-image"
-    elif _first(os.environ.get("ENVTIERS_BASE_IMAGE"), os.environ.get("BASE_IMAGE")):
-        base_image, where = _first(os.environ.get("ENVTIERS_BASE_IMAGE"), os.environ.get("BASE_IMAGE")), "BASE_IMAGE"
-    elif image.get("base"):
-        base_image, where = str(image["base"]), "[image] base in envs/tiers.toml"
+    elif _first(env("ENVTIERS_BASE_IMAGE"), env("BASE_IMAGE")):
+        base_image, where = _first(env("ENVTIERS_BASE_IMAGE"), env("BASE_IMAGE")), "BASE_IMAGE"
+    elif image.base:
+        base_image, where = image.base, "[image] base in envs/tiers.toml"
     else:
         base_image, where = dockerfile_base_default(text), f"ARG BASE_IMAGE in {DOCKERFILE}"
     if not base_image:
@@ -225,13 +211,6 @@ def dockerfile_hash(project: Project) -> str | None:
         return "sha256:" + text_digest((project.root / DOCKERFILE).read_text())
     except FileNotFoundError:
         return None
-
-
-def _image_settings(project: Project) -> dict[str, object]:
-    section = project.raw.get("image", {})
-    if not isinstance(section, dict):
-        raise SettingsError("envs/tiers.toml: [image] must be a table")
-    return section
 
 
 def _first(*values: object) -> str | None:

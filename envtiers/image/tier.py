@@ -14,10 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from envtiers.envcache import EnvInfo
 from envtiers.errors import InputError
 from envtiers.image.record import ImageRecord, read_record
+from envtiers.problems import Problem
 from envtiers.settings import Project
-from envtiers.tiers import TIER_VARIABLE, LocalLaunch
+from envtiers.tiers import TIER_VARIABLE, EnvOptions, LocalLaunch, LockOptions, LockResult, Report
 
 # Variables a Metaflow task reads, forwarded by name when set on the host (values stay off argv).
 FORWARDED_PREFIXES = ("METAFLOW_", "AWS_", "WANDB_", "ENVTIERS_")
@@ -90,6 +92,25 @@ def docker_run_argv(
 @dataclass(frozen=True)
 class ImageTier:
     name: str = "image"
+
+    def is_configured(self, project: Project) -> bool:
+        return True  # a no-op until a team commits lockfiles/image.json
+
+    def lock(self, project: Project, options: LockOptions, report: Report) -> list[LockResult]:
+        raise InputError("the image tier is pinned by `make image`, not locked", fix="run `make image`")
+
+    def check(self, project: Project) -> tuple[list[str], list[Problem]]:
+        from envtiers.image.checker import check_image
+
+        return check_image(project)
+
+    def create_env(self, project: Project, options: EnvOptions) -> EnvInfo:
+        raise InputError(
+            "the image tier's environment is the image", fix="run `make image`, then `make run TIER=image`"
+        )
+
+    def env_path(self, project: Project, options: EnvOptions) -> Path:
+        return self.create_env(project, options).python
 
     def local_launch(self, project: Project) -> LocalLaunch:
         """`docker run` of the recorded image, pulled when this machine lacks it.

@@ -29,6 +29,7 @@ from envtiers.pip.uv import Uv
 from envtiers.platforms import get_platform
 from envtiers.settings import Project
 from envtiers.spec import read_spec
+from envtiers.tiers import LockResult
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,6 @@ class LockSet:
     constraint: LockSet | None = None
     staged: Path | None = field(default=None, repr=False)
     body: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class LockResult:
-    path: Path
-    changed: bool
-    packages: int
-    seconds: float
 
 
 def lock_sets(project: Project, *, platforms: Sequence[str] | None = None) -> list[LockSet]:

@@ -19,7 +19,6 @@ from metaflow.packaging_sys import ContentType
 ALWAYS_PACKAGED = ("envtiers", "envs", "lockfiles")
 # Set in [flow] include of envs/tiers.toml: the project's own packages the steps import.
 REMOTE_DECORATORS = ("batch", "kubernetes")
-PACKAGED_SUFFIXES = (".py", ".txt", ".toml", ".yml", ".yaml", ".json", ".in", ".md")
 
 
 class EnvtiersException(MetaflowException):
@@ -59,7 +58,7 @@ class TierEnvironment(MetaflowEnvironment):
         return self._project
 
     def tier(self):
-        from envtiers.tiers import get_tier
+        from envtiers.registry import get_tier
 
         return get_tier(self.TIER)
 
@@ -98,8 +97,17 @@ class TierEnvironment(MetaflowEnvironment):
 
     # -- MetaflowEnvironment hooks ----------------------------------------------------------
     def validate_environment(self, logger, datastore_type):
+        """Metaflow calls this before any task (the hook `--environment=uv` uses): a stale or
+        tampered lock of this tier stops the run here, with `make lock` / `make image` as the fix."""
         self.logger = logger
         self.datastore_type = datastore_type
+        from envtiers.errors import EnvtiersError
+        from envtiers.tiers import refuse_stale
+
+        try:
+            refuse_stale(self.tier(), self.project())
+        except EnvtiersError as error:
+            raise _error(error) from None
 
     def init_environment(self, echo, only_steps=None):
         # Called when the code package is made: after argo-workflows / step-functions attach
@@ -128,19 +136,15 @@ class TierEnvironment(MetaflowEnvironment):
         return ("envtiers",)
 
     def add_to_package(self):
-        """The toolkit, settings and lockfiles, plus the project packages named in [flow] include."""
+        """The toolkit, settings and lockfiles, plus the project packages named in [flow] include
+        (listed by envtiers.codefiles, the same walk the image's tag and COPY use)."""
+        from envtiers.codefiles import flow_code, project_files
+
         project = self.project()
-        flow_section = project.raw.get("flow", {})
-        names = [*ALWAYS_PACKAGED, *flow_section.get("include", [])]
-        files = []
-        for name in names:
-            top = project.root / name
-            candidates = [top] if top.is_file() else sorted(top.rglob("*"))
-            for path in candidates:
-                if not path.is_file() or "__pycache__" in path.parts or path.suffix not in PACKAGED_SUFFIXES:
-                    continue
-                files.append((str(path), str(path.relative_to(project.root)), ContentType.USER_CONTENT))
-        return files
+        return [
+            (str(path), str(path.relative_to(project.root)), ContentType.USER_CONTENT)
+            for path in project_files(project, [*ALWAYS_PACKAGED, *flow_code(project)])
+        ]
 
     def bootstrap_commands(self, step_name, datastore_type):
         from envtiers.errors import EnvtiersError
