@@ -96,22 +96,26 @@ def ensure(
     build: Callable[[Path], None],
     lock_dir: Path,
     details: Mapping[str, object] | None = None,
+    user_target: bool = False,
 ) -> EnvInfo:
     """Return the complete environment at `prefix` for `key`, building it with `build` if needed.
 
     `build(prefix)` must populate an empty `prefix`; any exception it raises propagates and leaves
     the folder unmarked (so the next call rebuilds it). Builders of the same prefix serialise on a
-    lock file in `lock_dir`.
+    lock file in `lock_dir`. A `user_target` (a folder the user named, not one in the envtiers
+    cache) is emptied only when it is an envtiers environment or a build of ours (InputError else).
     """
     if is_complete(prefix, key):
         return EnvInfo(tier, key, prefix, created=False)
-    refuse_foreign(prefix, lock_dir)
+    if user_target:
+        refuse_foreign(prefix, lock_dir)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     building = _building_record(lock_dir, prefix)
     with file_lock(lock_dir / f"{_lock_name(prefix)}.lock", what=f"building {prefix}"):
         if is_complete(prefix, key):  # another process finished it while we waited
             return EnvInfo(tier, key, prefix, created=False)
-        refuse_foreign(prefix, lock_dir)
+        if user_target:
+            refuse_foreign(prefix, lock_dir)
         # Recorded before anything is written at `prefix`: an interrupted build is ours to redo.
         atomic_write_text(building, f"{prefix}\n")
         if prefix.exists() or prefix.is_symlink():

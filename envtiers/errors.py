@@ -56,6 +56,12 @@ class UnknownFormatError(LockfileFormatError):
     exit_code = EXIT_BAD_INPUT
 
 
+class TamperedLockError(LockfileFormatError, InputError):
+    """A lockfile whose content no longer matches its recorded digest: nothing is built from it."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
 class ResolutionError(InputError):
     """The resolver could not produce a lock from the spec (unknown package, conflict, no wheel)."""
 

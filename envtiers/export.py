@@ -35,9 +35,7 @@ def pypi_base_kwargs(project: Project | None = None, *, platform: str = DEFAULT_
     if platform not in project.platforms:
         raise InputError(f"{platform} is not a platform of this project", fix=f"use {', '.join(project.platforms)}")
     path = runtime_lock_path(project, platform)
-    lock = lockfile.read(path, display=project.rel(path))
-    if not lock.body_intact:
-        raise InputError(f"{project.rel(path)} was edited after locking (digest mismatch)", fix="run `make lock`")
+    lock = lockfile.read_intact(path, display=project.rel(path))
     return {"python": lock.header.python, "packages": {pin.name: pin.version for pin in lock.pins}}
 
 

@@ -12,7 +12,6 @@ The project root is the nearest folder above the working directory that holds `e
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import tomllib
@@ -277,13 +276,19 @@ def _validate(raw: Mapping[str, Any]) -> None:
             continue
         if not isinstance(value, dict):
             raise SettingsError(
-                f"{SETTINGS_FILE}: {section} must be a table [{section}], got {_kind(value)}",
+                f"{SETTINGS_FILE}: [{section}] must be a table, got {_kind(value)} {value!r}",
                 fix=f"write it as a [{section}] section with keys {', '.join(keys)}",
             )
         for key, item in value.items():
             expected = keys.get(key)
             if expected is None:
                 _warn_unknown(f"key {key!r} in [{section}]", key, keys)
+            elif expected == "version" and not _matches(item, expected):
+                number = " (a TOML number: 3.10 reads as 3.1)" if isinstance(item, int | float) else ""
+                raise SettingsError(
+                    f"{SETTINGS_FILE}: {section}.{key} must look like '3.11', got {item!r}{number}",
+                    fix=_example(section, key, expected),
+                )
             elif not _matches(item, expected):
                 raise SettingsError(
                     f"{SETTINGS_FILE}: [{section}] {key} must be {_describe(expected)}, got {_kind(item)} {item!r}",
@@ -325,6 +330,8 @@ def _kind(value: Any) -> str:
 
 
 def _warn_unknown(what: str, name: str, known: Mapping[str, Any]) -> None:
+    import difflib
+
     close = difflib.get_close_matches(name, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
     log.warning("envtiers: warning: %s: unknown %s is ignored%s", SETTINGS_FILE, what, hint)

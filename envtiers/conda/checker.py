@@ -1,6 +1,9 @@
 """Offline, solver-free check of lockfiles/conda-lock.yml against its inputs.
 
-Recomputes and compares: conda-lock's content hashes and envtiers' input hash; then checks the
+Recomputes and compares: the digest of the locked records (a hand edit of a sha256, md5, version or
+URL is found), envtiers' input hash and conda-lock's content hashes (recomputed by conda-lock only
+when what they cover changed); where the channel's repodata is at hand (a mirror folder, like the
+committed conda-forge snapshot), each record's sha256 and md5 against it; then checks the
 solution itself without a solver: each environment.yml spec is matched by exactly one locked record
 per platform (conda MatchSpec semantics), every record's dependencies are met by another locked
 record or a declared virtual package (a hand-edited lock that drops a package fails), and the pip
@@ -13,16 +16,16 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from envtiers.check import Problem, problem_from_error
 from envtiers.conda import lockfile
-from envtiers.conda.locker import Inputs, expected_content_hashes, expected_input_hash
+from envtiers.conda.inputs import Inputs, expected_content_hashes, expected_input_hash, expected_spec_digest
+from envtiers.conda.lockfile import RELOCK
+from envtiers.conda.repodata import check_against_repodata
 from envtiers.conda.spec import load_settings, read_environment
 from envtiers.errors import LockfileFormatError
 from envtiers.pip import lockfile as pip_lockfile
 from envtiers.pip.locker import runtime_lock_path
+from envtiers.problems import Problem, problem_from_error
 from envtiers.settings import Project
-
-RELOCK = "run `make lock` (envtiers lock --tier conda)"
 
 
 def check_conda(project: Project) -> tuple[list[str], list[Problem]]:
@@ -37,6 +40,16 @@ def check_conda(project: Project) -> tuple[list[str], list[Problem]]:
         return [shown], [problem_from_error(shown, error)]
 
     problems: list[Problem] = []
+    custom = lock.metadata.custom_metadata
+    if custom.get(lockfile.RECORDS_KEY) != lockfile.records_digest(lock.package, lock.metadata.content_hash):
+        problems.append(
+            Problem(
+                shown,
+                "its records do not match their recorded digest: a sha256, md5, version, URL or dependency "
+                "was edited by hand after locking",
+                RELOCK,
+            )
+        )
     if list(lock.metadata.platforms) != list(project.platforms):
         problems.append(
             Problem(
@@ -64,7 +77,11 @@ def check_conda(project: Project) -> tuple[list[str], list[Problem]]:
                     RELOCK,
                 )
             )
-    content = expected_content_hashes(project, Inputs(settings, environment, pip_locks))
+    inputs = Inputs(settings, environment, pip_locks)
+    if custom.get(lockfile.SPEC_KEY) == expected_spec_digest(project, inputs):
+        content = dict(lock.metadata.content_hash)  # covered by the records digest above
+    else:
+        content = expected_content_hashes(project, inputs)
     for platform in project.platforms:
         stored = lock.metadata.content_hash.get(platform)
         if stored != content.get(platform):
@@ -80,9 +97,26 @@ def check_conda(project: Project) -> tuple[list[str], list[Problem]]:
     by_platform: dict[str, dict[str, list[Any]]] = defaultdict(lambda: {"conda": [], "pip": []})
     for package in lock.package:
         by_platform[package.platform][package.manager].append(package)
+    problems += check_against_repodata(project, settings, shown, lock.package)
     for platform in project.platforms:
         conda = by_platform[platform]["conda"]
         problems += _check_records(shown, platform, conda)
+        unreadable = [p for p in conda if _record(p) is None]
+        for package in unreadable:
+            problems.append(
+                Problem(shown, f"{platform}: {package.name}'s URL names no conda package file: {package.url}", RELOCK)
+            )
+        conda = [p for p in conda if p not in unreadable]
+        for package in conda:
+            file_name = package.url.rsplit("/", 1)[-1]
+            if not file_name.startswith(f"{package.name}-{package.version}-"):
+                problems.append(
+                    Problem(
+                        shown,
+                        f"{platform}: {package.name} is locked as version {package.version}, its file is {file_name}",
+                        RELOCK,
+                    )
+                )
         problems += _check_specs(shown, platform, environment.specs, conda)
         problems += _check_closure(shown, platform, conda, settings.virtual_packages.get(platform, {}))
         if platform in pip_locks:
@@ -91,14 +125,22 @@ def check_conda(project: Project) -> tuple[list[str], list[Problem]]:
 
 
 def _record(package: Any) -> Any:
-    """A rattler PackageRecord for a locked conda entry (name, version, build from the file name)."""
+    """A rattler PackageRecord for a locked conda entry (name, version, build from the file name),
+    or None when the URL's file name is not `name-version-build.conda|.tar.bz2`."""
     from rattler import BuildString, PackageRecord
 
     file_name = package.url.rsplit("/", 1)[-1]
+    if not file_name.endswith((".conda", ".tar.bz2")):
+        return None
     stem = file_name.removesuffix(".conda").removesuffix(".tar.bz2")
-    build = stem.rsplit("-", 2)[-1] if stem.count("-") >= 2 else ""
+    if stem.count("-") < 2:
+        return None
+    build = stem.rsplit("-", 2)[-1]
     subdir = package.url.rsplit("/", 2)[-2] if package.url.count("/") >= 2 else package.platform
-    return PackageRecord(package.name, package.version, BuildString(build), 0, subdir)
+    try:
+        return PackageRecord(package.name, package.version, BuildString(build), 0, subdir)
+    except Exception:  # rattler's own errors for a version or name it cannot parse
+        return None
 
 
 def _virtual_record(name: str, text: str, platform: str) -> Any:

@@ -29,7 +29,7 @@ def read_lock(project: Project, *, platform: str | None = None) -> tuple[str, An
     """(platform, the parsed lock) for the host. Raises LockfileFormatError / InputError."""
     platform = require_host(platform)
     path = load_settings(project).lockfile(project)
-    lock = lockfile.read(path, display=project.rel(path))
+    lock = lockfile.read_intact(path, display=project.rel(path))
     if platform not in lock.metadata.platforms:
         raise InputError(
             f"{project.rel(path)} has no {platform} packages",
@@ -80,7 +80,13 @@ def create(
 
     details: dict[str, object] = {"lock": project.rel(settings.lockfile(project)), "platform": platform}
     return envcache.ensure(
-        tier="conda", key=key, prefix=prefix, build=build, lock_dir=project.cache_dir / "locks", details=details
+        tier="conda",
+        key=key,
+        prefix=prefix,
+        build=build,
+        lock_dir=project.cache_dir / "locks",
+        details=details,
+        user_target=target is not None,
     )
 
 
@@ -151,6 +157,7 @@ def _install_wheels(uv: Uv, prefix: Path, wheels: Sequence[Any]) -> None:
                 "--python",
                 str(envcache.python_in(prefix)),
                 "--require-hashes",
+                "--no-build",
                 "--no-deps",
                 "--quiet",
                 "-r",

@@ -11,80 +11,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from envtiers.conda import lockfile, rattler
+from envtiers.conda.inputs import (
+    Inputs,
+    expected_content_hashes,
+    expected_input_hash,
+    expected_spec_digest,
+    read_inputs,
+)
 from envtiers.conda.spec import (
-    CondaSettings,
-    EnvironmentSpec,
     channel_url,
-    load_settings,
     mirror_urls,
-    read_environment,
 )
 from envtiers.conda.wheels import SimpleIndex, choose, supported_tags
-from envtiers.errors import EnvtiersError, LockfileFormatError, ResolutionError
+from envtiers.errors import EnvtiersError, ResolutionError
 from envtiers.fsutil import file_lock
-from envtiers.hashing import input_hash
-from envtiers.pip import lockfile as pip_lockfile
-from envtiers.pip.locker import runtime_lock_path
 from envtiers.settings import Project
 from envtiers.tiers import LockResult
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Inputs:
-    settings: CondaSettings
-    environment: EnvironmentSpec
-    pip_locks: dict[str, pip_lockfile.PipLock]
-
-
-def read_inputs(project: Project) -> Inputs:
-    """environment.yml, the [conda] settings and the pip runtime locks. Raises SpecError & co."""
-    settings = load_settings(project)
-    environment = read_environment(settings.environment_file, display=project.rel(settings.environment_file))
-    pip_locks = {}
-    for platform in project.platforms:
-        path = runtime_lock_path(project, platform)
-        if not path.is_file():
-            raise LockfileFormatError(
-                f"{project.rel(path)} is missing: the conda lock's pip entries come from it",
-                fix="run `envtiers lock --tier pip` first (`make lock` locks both, pip first)",
-            )
-        pip_lock = pip_lockfile.read(path, display=project.rel(path))
-        if not pip_lock.body_intact:
-            raise LockfileFormatError(
-                f"{project.rel(path)} was edited after locking (digest mismatch)", fix="run `make lock`"
-            )
-        pip_locks[platform] = pip_lock
-    return Inputs(settings, environment, pip_locks)
-
-
-def expected_input_hash(project: Project, inputs: Inputs) -> str:
-    """envtiers' hash of what the conda lock is made from. Mirrors are left out on purpose: where
-    metadata is read from never changes what is locked."""
-    return input_hash(
-        {
-            "tier": "conda",
-            "python": project.python,
-            "platforms": list(project.platforms),
-            "environment": inputs.environment.normalised(),
-            "virtual_packages": {p: inputs.settings.virtual_packages[p] for p in project.platforms},
-            "pip_locks": {p: inputs.pip_locks[p].header.body_sha256 for p in project.platforms},
-        }
-    )
-
-
-def expected_content_hashes(project: Project, inputs: Inputs) -> dict[str, str]:
-    return lockfile.content_hashes(
-        environment_file=inputs.settings.environment_file,
-        platforms=project.platforms,
-        virtual=inputs.settings.virtual_packages,
-    )
+__all__ = ["Inputs", "expected_content_hashes", "expected_input_hash", "expected_spec_digest", "lock", "read_inputs"]
 
 
 def lock(
@@ -104,10 +54,11 @@ def lock(
     path = inputs.settings.lockfile(project)
     display = project.rel(path)
     wanted_hash = expected_input_hash(project, inputs)
-    content_hash = expected_content_hashes(project, inputs)
-    if not force and _fresh(path, display, wanted_hash, content_hash):
+    spec_hash = expected_spec_digest(project, inputs)
+    if not force and _fresh(path, display, wanted_hash, spec_hash):
         report(f"{display}: up to date")
         return LockResult(path, False, 0, time.monotonic() - started)
+    content_hash = expected_content_hashes(project, inputs)
 
     cache_dir = project.cache_dir / "conda"
     sources = channel_sources(inputs.environment.channels, mirror_urls(project, inputs.settings))
@@ -131,6 +82,7 @@ def lock(
         pip=pip,
         content_hash=content_hash,
         input_hash=wanted_hash,
+        spec_hash=spec_hash,
         sources=[_relative_source(project, inputs.settings.environment_file)],
     )
     with file_lock(project.lockfiles_dir / ".envtiers-lock", what="locking"):
@@ -163,13 +115,18 @@ def pip_entries(project: Project, inputs: Inputs, *, index: SimpleIndex) -> dict
     return result
 
 
-def _fresh(path: Path, display: str, wanted_hash: str, content_hash: Mapping[str, str]) -> bool:
+def _fresh(path: Path, display: str, wanted_hash: str, spec_hash: str) -> bool:
+    """Whether the lock was made from these inputs and is intact (conda-lock's content hash is then
+    unchanged too: it is computed from exactly what `spec_hash` covers)."""
     try:
         current = lockfile.read(path, display=display)
     except EnvtiersError:
         return False
-    return lockfile.stored_input_hash(current) == wanted_hash and dict(current.metadata.content_hash) == dict(
-        content_hash
+    custom = current.metadata.custom_metadata
+    return (
+        lockfile.stored_input_hash(current) == wanted_hash
+        and custom.get(lockfile.SPEC_KEY) == spec_hash
+        and custom.get(lockfile.RECORDS_KEY) == lockfile.records_digest(current.package, current.metadata.content_hash)
     )
 
 

@@ -126,16 +126,31 @@ def _mirror_url(project: Project, target: str) -> str:
 
 def read_environment(path: Path, *, display: str) -> EnvironmentSpec:
     """Parse environment.yml. Raises SpecError naming what is wrong."""
+    example = "channels: [conda-forge] and dependencies: ['python 3.11.*', pip] (see the README)"
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise SpecError(
             f"{display} not found", fix="create it with `channels:` and `dependencies:` (see the README)"
         ) from None
+    except IsADirectoryError:
+        raise SpecError(
+            f"{display} is a folder", fix="point [conda] environment in envs/tiers.toml at a file"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{display} is not UTF-8 text (byte {exc.start})", fix=f"save {display} as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"{display} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise SpecError(
+            f"{display} is not valid YAML{where}: {str(exc).splitlines()[0]}",
+            fix=f"correct the YAML at the line named; {display} holds {example}",
+        ) from None
     if not isinstance(data, dict):
-        raise SpecError(f"{display} must be a mapping with channels and dependencies")
+        raise SpecError(
+            f"{display} must be a mapping with channels and dependencies, found {type(data).__name__}",
+            fix=f"write it as {example}",
+        )
     channels = data.get("channels") or []
     dependencies = data.get("dependencies") or []
     if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
@@ -154,7 +169,10 @@ def read_environment(path: Path, *, display: str) -> EnvironmentSpec:
                 fix="remove it: the conda lock's pip entries are the pip tier's lock (envs/requirements.in)",
             )
         if not isinstance(entry, str) or not entry.strip():
-            raise SpecError(f"{display}: dependency {entry!r} must be a conda match spec string")
+            raise SpecError(
+                f"{display}: dependency {entry!r} must be a conda match spec string",
+                fix="write it like 'numpy >=1.26' (quoted when it starts with a symbol)",
+            )
         specs.append(_validated(entry.strip(), display))
     return EnvironmentSpec(path, tuple(channels), tuple(specs))
 
@@ -165,5 +183,8 @@ def _validated(spec: str, display: str) -> str:
     try:
         MatchSpec(spec)
     except Exception as exc:  # rattler raises its own InvalidMatchSpecError
-        raise SpecError(f"{display}: {spec!r} is not a valid conda match spec: {exc}") from None
+        raise SpecError(
+            f"{display}: {spec!r} is not a valid conda match spec: {exc}",
+            fix="write it as `name`, `name 1.2.*` or `name >=1.2,<2` (conda match spec syntax)",
+        ) from None
     return spec

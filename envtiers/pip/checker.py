@@ -9,11 +9,11 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from envtiers.check import Problem, problem_from_error
 from envtiers.errors import LockfileFormatError
 from envtiers.pip import lockfile
 from envtiers.pip.locker import LockSet, expected_input_hash, lock_sets
 from envtiers.platforms import get_platform
+from envtiers.problems import Problem, problem_from_error
 from envtiers.settings import Project
 from envtiers.spec import read_spec
 

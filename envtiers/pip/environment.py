@@ -36,10 +36,7 @@ def read_locks(project: Project, *, platform: str | None = None, dev: bool = Fal
     platform = require_host(platform)
     locks = []
     for path in lock_paths(project, platform=platform, dev=dev):
-        lock = lockfile.read(path, display=project.rel(path))
-        if not lock.body_intact:
-            raise InputError(f"{project.rel(path)} was edited after locking (digest mismatch)", fix="run `make lock`")
-        locks.append(lock)
+        locks.append(lockfile.read_intact(path, display=project.rel(path)))
     return locks
 
 
@@ -72,7 +69,9 @@ def create(
     def build(prefix: Path) -> None:
         uv.venv(prefix, python=python)
         args = [str(lock.path) for lock in locks]
-        args += ["--python", str(envcache.python_in(prefix)), "--require-hashes", "--quiet"]
+        # Wheels only, each checked against the lock's hashes: a wheel whose hash does not match is a
+        # refusal, never a fallback to building the sdist the lock also lists.
+        args += ["--python", str(envcache.python_in(prefix)), "--require-hashes", "--no-build", "--quiet"]
         if project.pip.index_url:
             args += ["--index-url", project.pip.index_url]
         for link in project.pip.find_links:
@@ -84,7 +83,13 @@ def create(
 
     details: dict[str, object] = {"locks": [project.rel(lock.path) for lock in locks], "python": project.python}
     return envcache.ensure(
-        tier="pip", key=key, prefix=prefix, build=build, lock_dir=project.cache_dir / "locks", details=details
+        tier="pip",
+        key=key,
+        prefix=prefix,
+        build=build,
+        lock_dir=project.cache_dir / "locks",
+        details=details,
+        user_target=target is not None,
     )
 
 

@@ -15,15 +15,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envtiers.errors import EnvtiersError, InputError, LockfileFormatError
-from envtiers.fsutil import file_lock
+from envtiers.errors import EnvtiersError, IndexUnreachableError, InputError, LockfileFormatError, ResolutionError
+from envtiers.fsutil import file_lock, staging_dir
 from envtiers.hashing import input_hash
+from envtiers.index import DEFAULT_INDEX, probe
 from envtiers.pip import lockfile
 from envtiers.pip.uv import Uv
 from envtiers.platforms import get_platform
@@ -124,7 +124,7 @@ def lock(
     sets = lock_sets(project, platforms=platforms)
     project.lockfiles_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(project.lockfiles_dir / ".envtiers-lock", what="locking"):
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=project.lockfiles_dir))
+        staging = staging_dir(project.lockfiles_dir)
         try:
             results = _resolve_all(
                 project, sets, staging, force=force or upgrade, upgrade=upgrade, uv=uv, report=report
@@ -224,7 +224,18 @@ def _compile(
         args += ["--find-links", link]
     if upgrade:
         args.append("--upgrade")
-    uv.compile(args, platform=lock_set.platform, cwd=project.root)
+    try:
+        uv.compile(args, platform=lock_set.platform, cwd=project.root)
+    except ResolutionError as error:
+        # "not found" from an index URL that is no index (a typo, a 404 proxy) is not the
+        # package's spelling: say what the URL answers.
+        problem = probe(project.pip.index_url or DEFAULT_INDEX) if "not found" in error.headline else None
+        if problem is None:
+            raise
+        raise IndexUnreachableError(
+            f"{problem} (locking for {lock_set.platform})",
+            fix="correct [pip] index_url in envs/tiers.toml (ENVTIERS_INDEX_URL and --index-url override it)",
+        ) from None
     body = out.read_text()
     if constraint_path is not None and lock_set.constraint is not None:
         # Annotations name the constraint file: show the committed path, not the staging one

@@ -16,18 +16,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
-from envtiers.errors import LockfileFormatError, UnknownFormatError
+from envtiers.errors import LockfileFormatError, TamperedLockError, UnknownFormatError
 from envtiers.hashing import text_digest
 
 FORMAT_VERSION = 1
 MAGIC = "# envtiers pip lock"
 _HEADER_KEYS = ("format-version", "kind", "platform", "python", "input-hash", "body-sha256")
 _HASH = re.compile(r"--hash=(?P<algo>sha256|sha384|sha512):(?P<digest>[0-9a-f]+)$")
+# What uv writes for a platform lock: `name==version` (no extras, no marker). Anything else is
+# parsed by packaging (slower, and the only way to read markers).
+_SIMPLE_PIN = re.compile(r"^(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)==(?P<version>[0-9][0-9A-Za-z.!+_-]*)$")
+_VERSION = re.compile(
+    r"^([1-9][0-9]*!)?(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*((a|b|rc)(0|[1-9][0-9]*))?"
+    r"(\.post(0|[1-9][0-9]*))?(\.dev(0|[1-9][0-9]*))?(\+[a-z0-9]+(\.[a-z0-9]+)*)?$"
+)
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ class PipLock:
     body: str
     first_line: int = 1  # the body's first line number in the file, so messages point at real lines
 
-    @property
+    @cached_property
     def pins(self) -> list[Pin]:
         return parse_body(self.body, path=self.path, first_line=self.first_line)
 
@@ -123,11 +132,27 @@ def read(path: Path, *, display: str | None = None) -> PipLock:
     return PipLock(path=path, header=header, body="".join(lines[index:]), first_line=index + 1)
 
 
+def read_intact(path: Path, *, display: str | None = None) -> PipLock:
+    """`read`, refusing a lock whose body does not match its recorded digest: what every reader
+    that installs or derives from a lock (environments, the conda lock, the image) goes through."""
+    lock = read(path, display=display)
+    if not lock.body_intact:
+        raise TamperedLockError(f"{display or path} was edited after locking (digest mismatch)", fix="run `make lock`")
+    return lock
+
+
 def parse_body(body: str, *, path: Path | None = None, first_line: int = 1) -> list[Pin]:
     """The pins of a requirements body (continuation lines joined, comments dropped).
 
     Raises LockfileFormatError on a line that is not `name==version` followed by hashes.
     """
+    # One parse per body and run: `check` reads a runtime lock for its own check, the dev lock's
+    # constraint and the conda lock's pip entries.
+    return list(_parse_body(body, None if path is None else str(path), first_line))
+
+
+@lru_cache(maxsize=16)
+def _parse_body(body: str, path: str | None, first_line: int) -> tuple[Pin, ...]:
     pins: list[Pin] = []
     logical: list[tuple[int, str]] = []
     current, start = "", 0
@@ -151,6 +176,20 @@ def parse_body(body: str, *, path: Path | None = None, first_line: int = 1) -> l
     for number, text in logical:
         requirement_text, _, hash_text = text.partition("--hash=")
         where = f"{path or 'lockfile'}:{number}"
+        hashes = []
+        for token in ("--hash=" + hash_text).split() if hash_text else ():
+            hash_match = _HASH.match(token)
+            if not hash_match:
+                raise LockfileFormatError(f"{where}: malformed hash {token[:40]!r}", fix="run `make lock`")
+            hashes.append(f"{hash_match['algo']}:{hash_match['digest']}")
+        simple = _SIMPLE_PIN.match(requirement_text.strip())
+        if simple and _VERSION.match(simple["version"].lower()):
+            pins.append(
+                Pin(
+                    name=canonicalize_name(simple["name"]), version=simple["version"], hashes=tuple(hashes), line=number
+                )
+            )
+            continue
         try:
             requirement = Requirement(requirement_text.strip())
         except InvalidRequirement:
@@ -162,12 +201,12 @@ def parse_body(body: str, *, path: Path | None = None, first_line: int = 1) -> l
             raise LockfileFormatError(
                 f"{where}: {requirement.name} is not pinned with a single `==`", fix="run `make lock`"
             )
-        hashes = []
-        for token in ("--hash=" + hash_text).split() if hash_text else ():
-            hash_match = _HASH.match(token)
-            if not hash_match:
-                raise LockfileFormatError(f"{where}: malformed hash {token[:40]!r}", fix="run `make lock`")
-            hashes.append(f"{hash_match['algo']}:{hash_match['digest']}")
+        try:
+            Version(pinned[0].version)
+        except InvalidVersion:
+            raise LockfileFormatError(
+                f"{where}: {requirement.name}=={pinned[0].version} is not one exact version", fix="run `make lock`"
+            ) from None
         pins.append(
             Pin(
                 name=canonicalize_name(requirement.name),
@@ -177,4 +216,4 @@ def parse_body(body: str, *, path: Path | None = None, first_line: int = 1) -> l
                 marker=str(requirement.marker) if requirement.marker else None,
             )
         )
-    return pins
+    return tuple(pins)

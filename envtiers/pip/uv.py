@@ -100,6 +100,9 @@ class Uv:
     def venv(self, target: Path, *, python: str) -> None:
         result = self.run(["venv", "--quiet", "--python", python, str(target)])
         if result.returncode != 0:
+            full = disk_full(result.stderr, doing=f"creating the environment {target}")
+            if full is not None:
+                raise full
             raise EnvironmentBuildError(
                 f"cannot create a Python {python} environment: {first_error_line(result.stderr)}",
                 fix=f"install Python {python} (e.g. `uv python install {python}`) and retry",
@@ -131,6 +134,9 @@ def _cause(stderr: str) -> str:
 
 
 def resolution_error(stderr: str, *, platform: str) -> EnvtiersError:
+    full = disk_full(stderr, doing=f"locking for {platform}")
+    if full is not None:
+        return full
     if any(marker in stderr for marker in _UNREACHABLE) and "No solution found" not in stderr:
         return IndexUnreachableError(
             f"the package index could not be reached while locking for {platform}: {first_error_line(stderr)}",
@@ -160,7 +166,27 @@ def resolution_error(stderr: str, *, platform: str) -> EnvtiersError:
     return ToolError(f"uv failed while locking for {platform}: {first_error_line(stderr)}")
 
 
+def disk_full(stderr: str, *, doing: str) -> EnvtiersError | None:
+    """The error for a tool that ran out of disk space, or None."""
+    if "No space left on device" not in stderr and "Disk quota exceeded" not in stderr:
+        return None
+    return EnvironmentBuildError(
+        f"no space left on device while {doing}",
+        fix="free some space (for environments, or set ENVTIERS_CACHE_DIR to a disk with room), then retry",
+    )
+
+
 def install_error(stderr: str, *, what: str) -> EnvtiersError:
+    full = disk_full(stderr, doing=f"installing {what}")
+    if full is not None:
+        return full
+    if "building source distributions is disabled" in stderr.lower() or "--no-build" in stderr:
+        return EnvironmentBuildError(
+            f"no wheel listed in {what} could be installed (envtiers installs locked wheels only, never "
+            f"builds an sdist): {_cause(stderr)}",
+            fix="a wheel the lock names is missing or changed on the index; if that is expected, run "
+            "`make lock` (with --force) and review the diff",
+        )
     if any(marker in stderr for marker in _HASH_MISMATCH):
         return EnvironmentBuildError(
             f"a downloaded file does not match the hash recorded in {what}: {_cause(stderr)}",

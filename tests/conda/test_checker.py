@@ -107,7 +107,7 @@ def test_an_unreadable_lock_is_one_problem(make_conda_project: CondaProjectFacto
     project = make_conda_project()
     (project.root / LOCK).write_text("version: 1\nmetadata: {}\n")
     (problem,) = check_conda(project)[1]
-    assert "cannot be read by conda-lock" in problem.message
+    assert "cannot be read as a conda-lock file: missing key 'content_hash'" in problem.message
 
 
 def test_make_check_names_the_conda_lock(make_conda_project: CondaProjectFactory) -> None:
@@ -143,3 +143,75 @@ def test_the_repository_check_names_the_conda_lock_when_environment_yml_changes(
     assert f"{LOCK}: was locked from a different envs/environment.yml" in done.stdout
     assert f"{LOCK}: conda-lock's content hash for linux-64 is stale" in done.stdout
     assert "lockfiles/pip/" not in done.stdout  # only the conda lock is stale
+
+
+# -- integrity: the records themselves (a digest of them in custom_metadata, and the mirror's repodata)
+
+
+def test_a_hand_edited_sha256_is_found(make_conda_project: CondaProjectFactory) -> None:
+    project = make_conda_project()
+    edit_lock(project, lambda data: entry(data, "conda", "condapkg", "linux-64")["hash"].update(sha256="0" * 64))
+
+    found = messages(project)
+    assert any("do not match their recorded digest" in m for m in found)
+    assert any("condapkg" in m and "sha256" in m and "0" * 64 in m for m in found)  # against the repodata
+
+
+def test_a_hand_edited_md5_is_found(make_conda_project: CondaProjectFactory) -> None:
+    project = make_conda_project()
+    edit_lock(project, lambda data: entry(data, "conda", "python", "linux-64")["hash"].update(md5="f" * 32))
+
+    assert any("do not match their recorded digest" in m for m in messages(project))
+
+
+def test_a_hand_edited_version_is_found(make_conda_project: CondaProjectFactory) -> None:
+    project = make_conda_project()
+    edit_lock(project, lambda data: entry(data, "conda", "condapkg", "linux-64").update(version="9.9"))
+
+    found = messages(project)
+    assert any("do not match their recorded digest" in m for m in found)
+    assert any("condapkg is locked as version 9.9, its file is condapkg-1.0-" in m for m in found)
+
+
+def test_a_hand_edited_url_is_found_and_an_unparsable_one_is_no_traceback(
+    make_conda_project: CondaProjectFactory,
+) -> None:
+    project = make_conda_project()
+
+    def rename(data: dict[str, Any]) -> None:
+        package = entry(data, "conda", "condapkg", "linux-64")
+        package["url"] = package["url"].rsplit("/", 1)[0] + "/not-a-package-file"
+
+    edit_lock(project, rename)
+    found = messages(project)
+    assert any("do not match their recorded digest" in m for m in found)
+    assert any("condapkg's URL names no conda package file" in m for m in found)
+
+    done = run_cli(project.root, "check")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_consistent_edit_is_caught_by_the_mirrors_repodata(make_conda_project: CondaProjectFactory) -> None:
+    """Even a lock whose digest was recomputed after the edit disagrees with the channel's repodata."""
+    from envtiers.conda import lockfile
+
+    project = make_conda_project()
+
+    def tamper(data: dict[str, Any]) -> None:
+        entry(data, "conda", "condapkg", "linux-64")["hash"]["sha256"] = "1" * 64
+        packages = lockfile._parse(project.root / LOCK, yaml.safe_load(yaml.safe_dump({**data, "version": "1"})))
+        custom = data["metadata"]["custom_metadata"]
+        custom[lockfile.RECORDS_KEY] = lockfile.records_digest(packages.package, data["metadata"]["content_hash"])
+
+    edit_lock(project, tamper)
+    found = messages(project)
+    assert not any("recorded digest" in m for m in found)
+    assert any("has sha256 " + "1" * 64 + " in the lock" in m for m in found)
+
+
+def test_a_lock_of_the_previous_format_is_refused_with_the_fix(make_conda_project: CondaProjectFactory) -> None:
+    project = make_conda_project()
+    edit_lock(project, lambda data: data["metadata"]["custom_metadata"].update({"envtiers-format-version": "1"}))
+
+    assert any("written by an older envtiers" in m for m in messages(project))

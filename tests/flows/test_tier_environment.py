@@ -102,3 +102,16 @@ def test_export_rejects_what_it_cannot_export(locked_project: Project) -> None:
     assert done.returncode == 2
     assert "win-64 is not a platform of this project" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_stale_pip_lock_stops_the_run_before_any_task(flow_project: Project, tmp_path: Path) -> None:
+    """The spec changed after locking: Metaflow's validate_environment refuses the run (no env is
+    built, no task starts), with `make lock` as the fix."""
+    flow = write_tiny_flow(flow_project.root)
+    spec = flow_project.pip.spec
+    spec.write_text(spec.read_text() + "platpkg\n")
+
+    done = run_flow(flow, ["--environment=envtiers-pip", "run"], cwd=tmp_path)
+
+    assert_refused_before_any_step(done, "stale: locked from different inputs", "make lock")
+    assert not (flow_project.cache_dir / "envs").exists() or not any((flow_project.cache_dir / "envs").iterdir())

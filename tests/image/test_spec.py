@@ -91,3 +91,31 @@ def test_a_token_in_the_remote_url_never_reaches_the_source_label(url: str, labe
     from envtiers.image.builder import _strip_credentials
 
     assert _strip_credentials(url) == label
+
+
+def test_check_recomputes_the_tag_a_code_change_makes_the_record_stale(project: Project) -> None:
+    """The record names the image by its content tag: a detector/ edit after `make image` means the
+    image runs old code, and `envtiers check` (no docker) says so with the fix."""
+    from envtiers.image.checker import check_image
+    from envtiers.image.record import ImageRecord, record_path, write_record
+
+    spec = load_spec(project)
+    write_record(
+        ImageRecord(
+            repository=spec.image_name,
+            tag=spec.tag,
+            digest="sha256:" + "ee" * 32,
+            lock_hash=spec.lock_hash,
+            base_digest=spec.base_digest,
+            path=record_path(project),
+            base_image=spec.base_image,
+            dockerfile_hash=spec.dockerfile_hash,
+        )
+    )
+    assert check_image(project) == (["lockfiles/image.json"], [])
+
+    (project.root / "detector" / "model.py").write_text("CHANGED = True\n")
+    _, problems = check_image(project)
+    assert len(problems) == 1
+    assert "image is stale" in problems[0].message and "code changed" in problems[0].message
+    assert "make image" in problems[0].fix

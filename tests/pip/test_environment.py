@@ -210,3 +210,78 @@ def test_lock_edited_after_locking_is_refused(locked_project: Project) -> None:
     with pytest.raises(InputError, match=r"was edited after locking \(digest mismatch\)"):
         create(locked_project)
     assert not (locked_project.cache_dir / "envs").exists()
+
+
+# -- safe environments: wheels only, foreign folders untouched, unfinished envs never reported
+
+
+def test_a_wheel_whose_hash_changed_is_refused_not_built_from_the_sdist(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    """The lock lists the wheel's and the sdist's hashes; the index now serves other wheel bytes.
+    uv would build the (hash-matching) sdist instead: envtiers installs locked wheels only."""
+    import zipfile
+
+    from tests.support import build_sdist, wheel_from_installed
+
+    files = tmp_path / "both-index"
+    files.mkdir()
+    wheel = build_wheel(files, "bothpkg", "1.0")
+    build_sdist(files, "bothpkg", "1.0")
+    wheel_from_installed(files, "setuptools")  # so that building the sdist would succeed
+    index = PackageIndex(files).start()
+    try:
+        project = make_project("bothpkg\n", name="both", index_url=index.url)
+        lock(project)
+        with zipfile.ZipFile(wheel, "a") as archive:
+            archive.writestr("bothpkg/tampered.py", "X = 1\n")
+
+        with pytest.raises(EnvironmentBuildError) as error:
+            create(project)
+    finally:
+        index.stop()
+    assert "does not match the hash" in error.value.headline or "wheels only" in error.value.headline
+    assert "make lock" in (error.value.fix or "")
+    assert not any(envcache.is_complete(p, key_of(project)) for p in (project.cache_dir / "envs").glob("*"))
+
+
+def test_target_refuses_a_folder_that_is_not_an_envtiers_env(locked_project: Project, tmp_path: Path) -> None:
+    folder = tmp_path / "my-work"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("precious\n")
+
+    with pytest.raises(InputError, match="is not an envtiers environment") as error:
+        create(locked_project, target=folder)
+    assert "remove" in (error.value.fix or "")
+    assert (folder / "notes.txt").read_text() == "precious\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_target_rebuilds_its_own_env_and_an_interrupted_build_of_its_own(
+    locked_project: Project, tmp_path: Path
+) -> None:
+    target = tmp_path / "env"
+    first = create(locked_project, target=target)
+    assert first.created
+    envcache.remove(target)  # as a kill -9 mid-build leaves it: files, no marker ...
+    target.mkdir()
+    (target / "half-written").write_text("")
+    building = envcache._building_record(locked_project.cache_dir / "locks", target.absolute())
+    building.write_text(f"{target}\n")  # ... and the record that the build was ours
+    again = create(locked_project, target=target)
+    assert again.created and envcache.is_complete(target, again.key)
+    assert not building.exists()
+
+
+def test_env_path_fails_for_an_unfinished_env(locked_project: Project) -> None:
+    from tests.support import run_cli
+
+    info = create(locked_project)
+    (info.prefix / envcache.MARKER).unlink()  # a build that never finished
+
+    done = run_cli(locked_project.root, "env", "path", env={"ENVTIERS_CACHE_DIR": str(locked_project.cache_dir)})
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert f"envtiers: error: the environment {info.prefix} was never finished" in done.stderr
+    assert "fix: run `envtiers env create --tier pip`" in done.stderr
+    assert "Traceback" not in done.stderr

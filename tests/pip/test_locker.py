@@ -255,3 +255,13 @@ def test_two_concurrent_lock_processes_both_succeed(make_project: ProjectFactory
     assert summaries == ["0 lockfile(s) written, 2 up to date", "2 lockfile(s) written, 0 up to date"]
     assert check_project(project).problems == ()
     assert staging_dirs(project) == []
+
+
+def test_a_killed_locks_staging_folder_is_cleaned_by_the_next_lock(locked_project: Project) -> None:
+    left = locked_project.lockfiles_dir / ".staging-killed1234"
+    left.mkdir()
+    (left / "runtime-linux-64.final").write_text("half a lock\n")
+
+    lock(locked_project)
+
+    assert staging_dirs(locked_project) == []
