@@ -27,7 +27,7 @@ class EnvtiersStepException(MetaflowException):
 
 class EnvtiersStepDecorator(StepDecorator):
     name = "envtiers"
-    defaults: dict = {}  # noqa: RUF012 (Metaflow's decorator protocol: a class-level dict)
+    defaults: dict[str, object] = {}  # noqa: RUF012 (Metaflow's decorator protocol: a class-level dict)
 
     def step_init(self, flow, graph, step_name, decorators, environment, flow_datastore, logger):
         tier = getattr(environment, "TIER", "")
