@@ -98,6 +98,24 @@ def copy_project(dest: Path, *, lockfiles: bool, drop: Sequence[str] = ()) -> Pa
     return dest
 
 
+# The implementation before the tier registry and the conda records digest (issue 12): rows that
+# compare against it export that commit's envtiers, envs/ and lockfiles/ and run them side by side.
+PREVIOUS_REVISION = "0c78c2d"
+
+
+def export_revision(dest: Path, revision: str = PREVIOUS_REVISION) -> Path | None:
+    """`revision`'s envtiers/, envs/ and lockfiles/ under `dest` (None when git or the commit is
+    missing, e.g. in a shallow clone)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", revision, "envtiers", "envs", "lockfiles"], capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        return None
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
+
+
 def envtiers_command(project: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "envtiers", "--project", str(project), *args]
 

@@ -74,7 +74,9 @@ def lock(
         )
         conda[platform] = [_entry(record, sources) for record in records]
         _check_python(project, platform, conda[platform])
-    pip = pip_entries(project, inputs, index=index or SimpleIndex(project.pip.index_url))
+    pip = pip_entries(
+        project, inputs, index=index or SimpleIndex(project.pip.index_url, cache_dir=project.cache_dir / "index")
+    )
     document = lockfile.build_lockfile(
         channels=inputs.environment.channels,
         platforms=project.platforms,
@@ -95,7 +97,9 @@ def lock(
 def pip_entries(project: Project, inputs: Inputs, *, index: SimpleIndex) -> dict[str, list[lockfile.PipEntry]]:
     """The wheel each pip pin installs on each platform (URL and sha256), from the index."""
     names = {pin.name for lock in inputs.pip_locks.values() for pin in lock.pins}
-    index.prefetch(names)
+    # Wheels are looked up by the sha256 the pip lock holds, so a cached page that lists the
+    # file is as good as a fresh one; a page that does not is fetched again before giving up.
+    index.prefetch(names, cached=True)
     result: dict[str, list[lockfile.PipEntry]] = {}
     for platform in project.platforms:
         tags = supported_tags(platform, project.python, inputs.settings.virtual_packages[platform])
@@ -103,7 +107,9 @@ def pip_entries(project: Project, inputs: Inputs, *, index: SimpleIndex) -> dict
         entries = []
         for pin in inputs.pip_locks[platform].pins:
             hashes = {h.removeprefix("sha256:") for h in pin.hashes}
-            chosen = choose(index.files(pin.name), hashes=hashes, ranking=ranking)
+            chosen = choose(index.files(pin.name, cached=True), hashes=hashes, ranking=ranking)
+            if chosen is None:
+                chosen = choose(index.refresh(pin.name), hashes=hashes, ranking=ranking)
             if chosen is None or chosen.sha256 is None:
                 raise ResolutionError(
                     f"no wheel of {pin.name}=={pin.version} listed in {project.rel(inputs.pip_locks[platform].path)} "

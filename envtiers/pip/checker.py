@@ -58,7 +58,10 @@ def _check_one(project: Project, lock_set: LockSet, shown: str) -> tuple[list[Pr
             problems.append(Problem(shown, f"header says {key} {actual[key]!r}, expected {value!r}"))
     if not lock.body_intact:
         problems.append(
-            Problem(shown, "content does not match its recorded digest: the file was edited by hand or truncated")
+            Problem(
+                shown,
+                "content does not match its recorded digest: the file was edited by hand or truncated",
+            )
         )
     try:
         wanted = expected_input_hash(project, lock_set)

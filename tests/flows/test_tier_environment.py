@@ -70,7 +70,7 @@ def test_a_broken_lock_stops_the_run_before_any_step(flow_project: Project, tmp_
     lock = flow_project.pip_lock_dir / "linux-64.txt"
     lock.write_text(lock.read_text().replace("purepkg==2.0", "purepkg==1.0"))
     done = run_flow(flow, ["--environment=envtiers-pip", "run"], cwd=tmp_path)
-    assert_refused_before_any_step(done, "was edited after locking", "make lock")
+    assert_refused_before_any_step(done, "the file was edited by hand or truncated", "make lock")
     assert not (flow_project.cache_dir / "envs").exists() or not any((flow_project.cache_dir / "envs").iterdir())
 
 

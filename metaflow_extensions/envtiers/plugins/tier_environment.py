@@ -101,8 +101,13 @@ class TierEnvironment(MetaflowEnvironment):
         tampered lock of this tier stops the run here, with `make lock` / `make image` as the fix."""
         self.logger = logger
         self.datastore_type = datastore_type
+        import os
+
         from envtiers.errors import EnvtiersError
-        from envtiers.tiers import refuse_stale
+        from envtiers.tiers import TIER_VARIABLE, refuse_stale
+
+        if os.environ.get(TIER_VARIABLE) == self.TIER:
+            return  # a task the launcher started in the tier: the launcher checked the lock
 
         try:
             refuse_stale(self.tier(), self.project())
