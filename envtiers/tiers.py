@@ -179,7 +179,10 @@ class LockedEnvTier:
 
 def refuse_stale(tier: Tier, project: Project) -> None:
     """Raise InputError with the first problem `envtiers check` finds in the tier's lockfiles: a
-    stale or tampered lock never starts a task."""
+    stale or tampered lock never starts a task. A tier the project does not configure is left to
+    fail where its environment is built, with the lock it lacks."""
+    if not tier.is_configured(project):
+        return
     _, problems = tier.check(project)
     if problems:
         first = problems[0]

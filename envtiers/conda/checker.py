@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from types import SimpleNamespace
 from typing import Any
 
 from envtiers.conda import lockfile
@@ -127,8 +129,22 @@ def check_conda(project: Project) -> tuple[list[str], list[Problem]]:
 def _record(package: Any) -> Any:
     """A rattler PackageRecord for a locked conda entry (name, version, build from the file name),
     or None when the URL's file name is not `name-version-build.conda|.tar.bz2`."""
+    return _record_of(package.name, package.version, package.url, package.platform)
+
+
+@lru_cache(maxsize=4096)
+def _matcher(spec: str) -> Any:
+    """rattler's MatchSpec for `spec` (parsed once per check: many records share dependencies)."""
+    from rattler import MatchSpec
+
+    return MatchSpec(spec)
+
+
+@lru_cache(maxsize=4096)
+def _record_of(name: str, version: str, url: str, platform: str) -> Any:
     from rattler import BuildString, PackageRecord
 
+    package = SimpleNamespace(name=name, version=version, url=url, platform=platform)
     file_name = package.url.rsplit("/", 1)[-1]
     if not file_name.endswith((".conda", ".tar.bz2")):
         return None
@@ -164,12 +180,10 @@ def _check_records(shown: str, platform: str, conda: Sequence[Any]) -> list[Prob
 
 
 def _check_specs(shown: str, platform: str, specs: Sequence[str], conda: Sequence[Any]) -> list[Problem]:
-    from rattler import MatchSpec
-
     records = [(package, _record(package)) for package in conda]
     problems = []
     for spec in specs:
-        matcher = MatchSpec(spec)
+        matcher = _matcher(spec)
         matched = [package for package, record in records if matcher.matches(record)]
         if len(matched) != 1:
             found = ", ".join(f"{p.name} {p.version}" for p in matched) or "no locked record"
@@ -180,8 +194,6 @@ def _check_specs(shown: str, platform: str, specs: Sequence[str], conda: Sequenc
 
 
 def _check_closure(shown: str, platform: str, conda: Sequence[Any], virtual: Mapping[str, str]) -> list[Problem]:
-    from rattler import MatchSpec
-
     available: dict[str, list[Any]] = defaultdict(list)
     for package in conda:
         available[package.name].append(_record(package))
@@ -192,7 +204,7 @@ def _check_closure(shown: str, platform: str, conda: Sequence[Any], virtual: Map
         for name, constraint in sorted(package.dependencies.items()):
             spec = f"{name} {constraint}".strip()
             try:
-                matcher = MatchSpec(spec)
+                matcher = _matcher(spec)
             except Exception:
                 problems.append(
                     Problem(shown, f"{platform}: {package.name} has an unreadable dependency '{spec}'", RELOCK)
