@@ -1,9 +1,10 @@
 """lockfiles/conda-lock.yml, written and read with conda-lock's own models, parser and content hash.
 
 The file is conda-lock's unified format (`version: 1`), so `conda-lock install` and `conda-lock
-render` use it as is. envtiers adds two keys to `metadata.custom_metadata`: its format version and
+render` use it as is. envtiers adds three keys to `metadata.custom_metadata`: its format version,
 its own input hash (environment.yml, the [conda] settings and the pip locks the pip entries come
-from). conda-lock's `content_hash` is computed by conda-lock's functions, so conda-lock itself sees
+from) and the envtiers version that wrote it (provenance only: never hashed nor checked, so a new
+envtiers release leaves committed locks valid). conda-lock's `content_hash` is computed by conda-lock's functions, so conda-lock itself sees
 an unchanged spec as locked.
 """
 
@@ -20,11 +21,13 @@ from typing import Any
 
 import yaml
 
+from envtiers import __version__
 from envtiers.errors import LockfileFormatError, UnknownFormatError
 
 FORMAT_VERSION = "1"
 FORMAT_KEY = "envtiers-format-version"
 INPUT_HASH_KEY = "envtiers-input-hash"
+WRITTEN_BY_KEY = "envtiers-version"
 CATEGORY = "main"
 
 
@@ -106,7 +109,7 @@ def build_lockfile(
         channels=[Channel.from_string(c) for c in channels],
         platforms=list(platforms),
         sources=list(sources),
-        custom_metadata={FORMAT_KEY: FORMAT_VERSION, INPUT_HASH_KEY: input_hash},
+        custom_metadata={FORMAT_KEY: FORMAT_VERSION, INPUT_HASH_KEY: input_hash, WRITTEN_BY_KEY: __version__},
     )
     return Lockfile(package=packages, metadata=metadata)
 

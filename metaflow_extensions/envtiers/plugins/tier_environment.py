@@ -133,6 +133,17 @@ class TierEnvironment(MetaflowEnvironment):
         flow_section = project.raw.get("flow", {})
         names = [*ALWAYS_PACKAGED, *flow_section.get("include", [])]
         files = []
+        if not (project.root / "envtiers").is_dir():
+            # envtiers is installed (a wheel), not part of the project: ship the installed copy, so
+            # the remote task's `python -m envtiers env create` runs the same toolkit.
+            from envtiers.toolkit import part_files
+
+            names.remove("envtiers")
+            files += [
+                (str(path), arcname, ContentType.USER_CONTENT)
+                for path, arcname in part_files()
+                if arcname.startswith("envtiers/")
+            ]
         for name in names:
             top = project.root / name
             candidates = [top] if top.is_file() else sorted(top.rglob("*"))
