@@ -144,6 +144,18 @@ def cmd_image_inspect(project: Project, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_init(project: Project | None, args: argparse.Namespace) -> int:
+    from envtiers.scaffold.cli import run_init
+
+    return run_init(args, say=_say)
+
+
+def cmd_import(project: Project, args: argparse.Namespace) -> int:
+    from envtiers.scaffold.cli import run_import
+
+    return run_import(project, args, say=_say)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="envtiers", description="Reproducible environments in tiers.")
     parser.add_argument("--version", action="version", version=f"envtiers {__version__}")
@@ -151,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index-url", help="package index for uv (env: ENVTIERS_INDEX_URL)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log the external commands run")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    from envtiers.scaffold.cli import add_parsers
+
+    add_parsers(commands, init_handler=cmd_init, import_handler=cmd_import)
 
     lock = commands.add_parser("lock", help="resolve lockfiles whose inputs changed")
     lock.add_argument("--tier", choices=TIERS, help="only this tier (default: every tier, pip first)")
@@ -222,6 +238,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s", stream=sys.stderr
     )
     try:
+        if args.command == "init":  # makes the project: there is none to load yet
+            return int(args.handler(None, args))
         project = load_project(args.project, index_url=args.index_url)
         return int(args.handler(project, args))
     except EnvtiersError as error:

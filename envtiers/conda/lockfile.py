@@ -4,8 +4,8 @@ The file is conda-lock's unified format (`version: 1`), so `conda-lock install` 
 render` use it as is. envtiers adds three keys to `metadata.custom_metadata`: its format version,
 its own input hash (environment.yml, the [conda] settings and the pip locks the pip entries come
 from) and the envtiers version that wrote it (provenance only: never hashed nor checked, so a new
-envtiers release leaves committed locks valid). conda-lock's `content_hash` is computed by conda-lock's functions, so conda-lock itself sees
-an unchanged spec as locked.
+envtiers release leaves committed locks valid). conda-lock's `content_hash` is computed by
+conda-lock's functions, so conda-lock itself sees an unchanged spec as locked.
 """
 
 from __future__ import annotations

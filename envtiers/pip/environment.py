@@ -8,7 +8,8 @@ from pathlib import Path
 from envtiers import envcache
 from envtiers.errors import InputError
 from envtiers.hashing import input_hash
-from envtiers.pip import link, lockfile
+from envtiers.pip import lockfile
+from envtiers.pip.link import link_project as link_into
 from envtiers.pip.locker import dev_lock_path, runtime_lock_path
 from envtiers.pip.uv import Uv
 from envtiers.platforms import require_host
@@ -87,7 +88,7 @@ def create(
     if link_project:
         # After `ensure`, so a reused environment is (re-)linked too: the .pth and console scripts
         # are not part of what the lock decides.
-        link.link_project(prefix, project.root)
+        link_into(prefix, project.root)
     return info
 
 

@@ -35,7 +35,9 @@ def read_lock(path: Path, *, display: str, platform: str = "linux-64") -> Import
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{display} cannot be read: {exc}", fix="pass a uv.lock, conda-lock.yml or requirements.txt") from None
+        raise InputError(
+            f"{display} cannot be read: {exc}", fix="pass a uv.lock, conda-lock.yml or requirements.txt"
+        ) from None
     if path.name.endswith(".lock") or path.suffix == ".toml":
         pins = _uv_lock(text, display)
     elif path.suffix in (".yml", ".yaml"):
@@ -67,9 +69,7 @@ def _conda_lock(text: str, display: str, platform: str) -> dict[str, str]:
     try:
         import yaml
     except ImportError:
-        raise InputError(
-            f"reading {display} needs PyYAML", fix="pip install 'envtiers[conda]' (or pyyaml)"
-        ) from None
+        raise InputError(f"reading {display} needs PyYAML", fix="pip install 'envtiers[conda]' (or pyyaml)") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -77,7 +77,7 @@ def _conda_lock(text: str, display: str, platform: str) -> dict[str, str]:
     packages = data.get("package") if isinstance(data, dict) else None
     if not isinstance(packages, list):
         raise InputError(f"{display} has no `package:` list (not a conda-lock lockfile)")
-    pins = {}
+    pins: dict[str, str] = {}
     for package in packages:
         if not isinstance(package, dict) or package.get("platform") != platform:
             continue
@@ -93,7 +93,7 @@ def _conda_lock(text: str, display: str, platform: str) -> dict[str, str]:
 
 def pinned_requirements(text: str) -> dict[str, str]:
     """`name==version` lines of a requirements file (hashes, options and markers ignored)."""
-    pins = {}
+    pins: dict[str, str] = {}
     for raw in text.replace("\\\n", " ").splitlines():
         line = raw.split("#", 1)[0].split(" --hash", 1)[0].strip()
         if not line or line.startswith("-"):

@@ -8,6 +8,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -44,8 +45,9 @@ def read_sources(root: Path, *, python: str | None = None, extras: tuple[str, ..
     pinned: Path | None = None
 
     pyproject = _pyproject(root)
-    project_table = pyproject.get("project", {}) if isinstance(pyproject.get("project"), dict) else {}
-    groups = project_table.get("optional-dependencies", {}) or {}
+    table = pyproject.get("project")
+    project_table: dict[str, Any] = table if isinstance(table, dict) else {}
+    groups: dict[str, list[str]] = project_table.get("optional-dependencies") or {}
     unknown = sorted(set(extras) - set(groups))
     if unknown:
         raise InputError(
@@ -102,7 +104,7 @@ def read_sources(root: Path, *, python: str | None = None, extras: tuple[str, ..
     )
 
 
-def _pyproject(root: Path) -> dict[str, object]:
+def _pyproject(root: Path) -> dict[str, Any]:
     path = root / "pyproject.toml"
     try:
         return tomllib.loads(path.read_text())
@@ -175,9 +177,9 @@ def _python_version(root: Path, from_environment: str | None) -> str:
 def _packages(root: Path) -> tuple[str, ...]:
     found = []
     for folder in sorted(root.iterdir()):
-        if folder.is_dir() and (folder / "__init__.py").is_file() and folder.name not in _NOT_CODE:
-            if not folder.name.startswith(".") and folder.name != "metaflow_extensions":
-                found.append(folder.name)
+        code = folder.is_dir() and (folder / "__init__.py").is_file() and folder.name not in _NOT_CODE
+        if code and not folder.name.startswith(".") and folder.name != "metaflow_extensions":
+            found.append(folder.name)
     return tuple(found)
 
 
