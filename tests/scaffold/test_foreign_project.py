@@ -111,6 +111,13 @@ def test_requirements_txt_project(tool_venv: Path, tool_index: PackageIndex, tmp
     assert_in_locked_env(artifacts, tool_venv, tmp_path)
     version = tool(tool_venv, "envtiers", "--version", cwd=project)
     assert version.stdout.strip() == f"envtiers {__version__}"
+    # A remote task gets what it rebuilds the env with: the installed toolkit, the locks (with
+    # the tools lock of uv + packaging that it installs first) and the settings.
+    listed = tool(tool_venv, "python", "flow.py", "--environment=envtiers-pip", "package", "list", cwd=project)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    for shipped in ("envtiers/cli.py", "envtiers/pip/environment.py", "lockfiles/tools.txt", "envs/tiers.toml"):
+        assert shipped in listed.stdout + listed.stderr
+    assert "uv==" in (project / "lockfiles" / "tools.txt").read_text()
 
     # init again: nothing changes; after an edit it refuses (writing nothing) until --force.
     before = snapshot(project / "envs"), (project / "envtiers.mk").read_bytes()

@@ -14,7 +14,7 @@ import pytest
 from envtiers.errors import InputError
 from envtiers.pip.link import link_project
 from envtiers.scaffold.imports import read_lock
-from envtiers.scaffold.init import init
+from envtiers.scaffold.init import import_preferences, init
 from envtiers.scaffold.render import TOOLS_SPEC, template
 from envtiers.scaffold.writer import ConflictError
 from envtiers.settings import load_project
@@ -160,3 +160,21 @@ def test_the_test_venv_has_the_envtiers_command() -> None:
         pytest.skip(f"not running in this checkout's .venv ({sys.prefix})")
     done = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("envtiers ")
+
+
+def test_import_writes_preferences_and_refuses_to_replace_others(tmp_path: Path) -> None:
+    init(tmp_path)
+    pinned = tmp_path / "frozen.txt"
+    pinned.write_text("purepkg==1.0\n")
+    imported, changes = import_preferences(tmp_path, pinned)
+    assert imported.pins == {"purepkg": "1.0"} and [c.status for c in changes] == ["new"]
+    assert "purepkg==1.0" in (tmp_path / "envs" / "preferences.txt").read_text()
+    pinned.write_text("purepkg==2.0\n")
+    with pytest.raises(ConflictError) as caught:
+        import_preferences(tmp_path, pinned)
+    assert "-purepkg==1.0" in caught.value.render() and "--force" in caught.value.render()
+    import_preferences(tmp_path, pinned, force=True)
+    assert "purepkg==2.0" in (tmp_path / "envs" / "preferences.txt").read_text()
+    pinned.write_text("purepkg>=1\n")
+    with pytest.raises(InputError, match="pins nothing"):
+        import_preferences(tmp_path, pinned)
