@@ -72,3 +72,7 @@ def tool_venv(toolkit_wheel: Path, tool_index: PackageIndex, tmp_path_factory: p
         done = subprocess.run([uv, *args], capture_output=True, text=True, env=env, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
     return venv
+
+
+# The image tier's docker engine and registry (skipped outside CI, a failure under CI=true).
+from tests.image.conftest import hermetic_image_env, infra, registry_login  # noqa: E402, F401

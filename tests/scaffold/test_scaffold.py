@@ -178,3 +178,15 @@ def test_import_writes_preferences_and_refuses_to_replace_others(tmp_path: Path)
     pinned.write_text("purepkg>=1\n")
     with pytest.raises(InputError, match="pins nothing"):
         import_preferences(tmp_path, pinned)
+
+
+def test_the_written_dockerfile_passes_hadolint(tmp_path: Path) -> None:
+    from tests.image.test_dockerfile import hadolint
+
+    (tmp_path / "teamlib").mkdir()
+    (tmp_path / "teamlib" / "__init__.py").write_text("")
+    init(tmp_path)
+    dockerfile = tmp_path / "docker" / "Dockerfile"
+    assert "COPY teamlib /opt/envtiers/app/teamlib" in dockerfile.read_text()
+    done = subprocess.run([hadolint(), str(dockerfile)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
