@@ -63,7 +63,7 @@ def render_files(sources: Sources, options: Options, imported: Imported | None =
         "envs/tools.in": "# What a remote task installs to run envtiers (written by `envtiers init`).\n"
         + "\n".join(TOOLS_SPEC)
         + "\n",
-        "docker/Dockerfile": render_dockerfile(sources),
+        "docker/Dockerfile": render_dockerfile(sources, name=options.name),
         ".dockerignore": _fill(template("dockerignore"), allow_code="".join(f"!{p}/\n" for p in sources.packages)),
         MAKEFILE_INCLUDE: template("envtiers.mk"),
         CI_WORKFLOW: _fill(
@@ -108,10 +108,12 @@ def render_environment(sources: Sources) -> str:
     )
 
 
-def render_dockerfile(sources: Sources) -> str:
+def render_dockerfile(sources: Sources, *, name: str) -> str:
     base = PINNED_BASES.get(sources.python, f"python:{sources.python}-slim-bookworm")
     copies = "".join(f"COPY {p} /opt/envtiers/app/{p}\n" for p in sources.packages)
-    return _fill(template("Dockerfile"), python=sources.python, base_image=base, copy_code=copies.rstrip("\n"))
+    return _fill(
+        template("Dockerfile"), python=sources.python, base_image=base, copy_code=copies.rstrip("\n"), name=name
+    )
 
 
 def render_tiers_toml(sources: Sources, options: Options) -> str:

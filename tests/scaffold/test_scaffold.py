@@ -190,3 +190,13 @@ def test_the_written_dockerfile_passes_hadolint(tmp_path: Path) -> None:
     assert "COPY teamlib /opt/envtiers/app/teamlib" in dockerfile.read_text()
     done = subprocess.run([hadolint(), str(dockerfile)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_written_dockerfile_installs_the_lock_as_this_repository_does() -> None:
+    """The locked-environment stage is the repository's own, line for line (the final stage
+    differs: the detector's image also serves)."""
+
+    def deps_stage(text: str) -> str:
+        return text[text.index("# --- deps:") : text.index("# --- final:")]
+
+    assert deps_stage(template("Dockerfile")) == deps_stage((REPO_ROOT / "docker" / "Dockerfile").read_text())
