@@ -24,6 +24,7 @@ PINNED_BASES = {
 }
 # What a remote task installs before it can run envtiers (the wheel's own dependencies).
 TOOLS_SPEC = ("uv>=0.13,<0.14", "packaging>=24")
+CONDA_TOOLS_SPEC = ("py-rattler>=0.28,<0.29", "conda-lock>=4.0.3,<5")  # the wheel's `conda` extra
 MAKEFILE_INCLUDE = "envtiers.mk"
 # The first line of a Makefile written by init: such a Makefile is init's to compare and update.
 MAKEFILE_HEADER = "# Written by `envtiers init`"
@@ -61,7 +62,7 @@ def render_files(sources: Sources, options: Options, imported: Imported | None =
         "envs/tiers.toml": render_tiers_toml(sources, options),
         "envs/requirements.in": render_requirements(sources, options),
         "envs/tools.in": "# What a remote task installs to run envtiers (written by `envtiers init`).\n"
-        + "\n".join(TOOLS_SPEC)
+        + "\n".join((*TOOLS_SPEC, *(CONDA_TOOLS_SPEC if options.conda else ())))
         + "\n",
         "docker/Dockerfile": render_dockerfile(sources, name=options.name),
         ".dockerignore": _fill(template("dockerignore"), allow_code="".join(f"!{p}/\n" for p in sources.packages)),

@@ -15,7 +15,7 @@ from envtiers.errors import InputError
 from envtiers.pip.link import link_project
 from envtiers.scaffold.imports import read_lock
 from envtiers.scaffold.init import import_preferences, init
-from envtiers.scaffold.render import TOOLS_SPEC, template
+from envtiers.scaffold.render import CONDA_TOOLS_SPEC, TOOLS_SPEC, template
 from envtiers.scaffold.writer import ConflictError
 from envtiers.settings import load_project
 from tests.support import REPO_ROOT, snapshot
@@ -44,6 +44,7 @@ def test_make_runs_the_included_targets(tmp_path: Path) -> None:
 def test_tools_spec_is_the_wheels_dependencies() -> None:
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
     assert sorted(TOOLS_SPEC) == sorted(pyproject["project"]["dependencies"])
+    assert list(CONDA_TOOLS_SPEC) == pyproject["project"]["optional-dependencies"]["conda"]
 
 
 def test_pyproject_optional_groups_environment_yml_and_python(tmp_path: Path) -> None:
@@ -68,6 +69,7 @@ def test_pyproject_optional_groups_environment_yml_and_python(tmp_path: Path) ->
     assert "COPY pkg /opt/envtiers/app/pkg" in (tmp_path / "docker" / "Dockerfile").read_text()
     assert "!pkg/" in (tmp_path / ".dockerignore").read_text()
     assert "envtiers[conda]==" in (tmp_path / ".github" / "workflows" / "envtiers.yml").read_text()
+    assert "py-rattler" in (tmp_path / "envs" / "tools.in").read_text()  # what a remote conda task installs first
     assert any("dev" in hint for hint in result.hints)
 
 
