@@ -96,6 +96,8 @@ def init(
 def import_preferences(root: Path, source: Path, *, force: bool = False) -> tuple[Imported, list[writer.Change]]:
     """`envtiers import FILE`: write envs/preferences.txt from another tool's lock, for the next
     first lock. Raises InputError for an unreadable file, ConflictError as `init` does."""
+    if not source.is_file():
+        raise InputError(f"{source}: no such file", fix="pass a uv.lock, conda-lock.yml or pinned requirements.txt")
     imported = read_lock(source, display=_display(root, source))
     changes = writer.apply(
         root, {PREFERENCES: render_preferences(imported)}, force=force, command=f"envtiers import {source}"

@@ -70,7 +70,8 @@ def read_sources(root: Path, *, python: str | None = None, extras: tuple[str, ..
             pinned = req_txt
             if not read_from:
                 requirements += [Requirement(line).name for line in lines]
-                read_from.append("requirements.txt (names; its pins become preferences)")
+                read_from.append("requirements.txt")
+                notes.append("requirements.txt is fully pinned: its names are the spec, its versions preferences")
             else:
                 notes.append("requirements.txt is fully pinned: used as version preferences, not as the spec")
         elif not read_from:

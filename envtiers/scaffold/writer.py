@@ -36,7 +36,7 @@ class ConflictError(InputError):
         return "".join(c.diff for c in self.conflicts) + super().render()
 
 
-def plan(root: Path, files: Mapping[str, str]) -> list[Change]:
+def plan(root: Path, files: Mapping[str, str], *, command: str = "envtiers init") -> list[Change]:
     """How each of `files` compares with what is on disk under `root`."""
     changes = []
     for name, text in files.items():
@@ -55,7 +55,7 @@ def plan(root: Path, files: Mapping[str, str]) -> list[Change]:
                 current.splitlines(keepends=True),
                 text.splitlines(keepends=True),
                 fromfile=f"{name} (yours)",
-                tofile=f"{name} (envtiers init)",
+                tofile=f"{name} ({command})",
             )
             changes.append(
                 Change(name, "differs", "".join(line if line.endswith("\n") else line + "\n" for line in diff))
@@ -67,7 +67,7 @@ def apply(root: Path, files: Mapping[str, str], *, force: bool = False, command:
     """Write the new files (and with `force` the differing ones, atomically each).
 
     Raises ConflictError, having written nothing, when a file differs and `force` is off."""
-    changes = plan(root, files)
+    changes = plan(root, files, command=command)
     conflicts = [c for c in changes if c.status == "differs"]
     if conflicts and not force:
         raise ConflictError(conflicts, command=command)
