@@ -18,6 +18,17 @@ METAFLOW_USER := $(if $(filter-out root,$(USER)),$(USER),envtiers)
 FLOW := PYTHONPATH=$(CURDIR) USER=$(METAFLOW_USER) TF_CPP_MIN_LOG_LEVEL=2 \
 	$(VENV)/bin/python flows/detector_flow.py --environment=envtiers-$(TIER)
 
+# lock, relock, upgrade, check, image, env, run and resume come from the same envtiers.mk that
+# `envtiers init` writes into other projects (envtiers/scaffold/templates/envtiers.mk): this
+# repository is configured through its variables only, so the two cannot drift.
+ENVTIERS_DEPS := tools
+ENVTIERS_PYTHON := PYTHONPATH=$(CURDIR) TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/python
+ENVTIERS_FLOW := flows/detector_flow.py
+ENVTIERS_RUN_DEPS := venv sample
+ENVTIERS_RESUME_DEPS := venv
+ENVTIERS_AFTER_RUN := USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py
+include envtiers/scaffold/templates/envtiers.mk
+
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Variables: TIER=pip|conda|image (make run), PYTEST_ARGS=... (make test)"
@@ -37,18 +48,6 @@ tools: $(TOOLS)/.ok ## Bootstrap uv, py-rattler and conda-lock into .tools/ (fro
 venv: tools ## Build .venv from the host's runtime + dev locks (a no-op when they are unchanged)
 	@$(ENVTIERS) env create --tier pip --dev --target $(VENV) --link-project >/dev/null
 
-lock: tools ## Resolve every lockfile whose inputs changed: pip, then conda (linux-64 and osx-arm64, from any host)
-	$(ENVTIERS) lock
-
-relock: tools ## Re-resolve every lockfile even if nothing changed (keeps current versions when allowed)
-	$(ENVTIERS) lock --force
-
-upgrade: tools ## Re-resolve to the newest versions the specs allow
-	$(ENVTIERS) lock --upgrade
-
-check: tools ## Verify the lockfiles match envs/ (offline, no resolver): what CI runs
-	$(ENVTIERS) check
-
 test: venv ## Run the test suite (sets itself up first)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
@@ -61,24 +60,14 @@ lint: venv ## ruff + mypy + hadolint (docker/Dockerfile)
 bench: venv ## Run the benchmarks; writes bench/results/*.json and *.md
 	$(VENV)/bin/python -m bench
 
-check-tier:
-	@case "$(TIER)" in pip|conda|image) ;; *) echo "TIER must be pip, conda or image (got '$(TIER)')"; exit 2;; esac
-
 sample: venv ## Generate the synthetic PlantDoc-layout sample dataset in data/sample (once)
 	@test -f data/sample/train_labels.csv || $(VENV)/bin/python -m detector sample
 
-run: check-tier venv sample ## Run the detector flow in the chosen tier (TIER=pip|conda|image, RUN_ARGS=...)
-	@$(FLOW) run $(RUN_ARGS) || { status=$$?; USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py; exit $$status; }
-	@USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py
-
-resume: check-tier venv ## Resume the latest run from its failed step (earlier steps are reused)
-	@$(FLOW) resume || { status=$$?; USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py; exit $$status; }
-	@USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py
-
-image: tools ## Build, push and pin the GPU image (REGISTRY=..., BASE_IMAGE=name@sha256:... override)
-	$(ENVTIERS) image build $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE))
+dist: venv ## Build the envtiers wheel (the toolkit and its Metaflow extension, not detector/) into dist/
+	$(VENV)/bin/python -m build --wheel --no-isolation --outdir dist .
+	rm -rf build/lib build/bdist.* envtiers.egg-info
 
 clean: ## Remove .tools/ and .venv/ (the envtiers cache in ~/.cache/envtiers stays)
 	rm -rf $(TOOLS) $(VENV)
 
-.PHONY: help tools venv lock relock upgrade check test lint bench check-tier sample run resume image clean
+.PHONY: help tools venv test lint bench sample dist clean

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--project", type=Path, help="project root (default: found from the cwd)")
     parser.add_argument("--index-url", help="package index for uv (env: ENVTIERS_INDEX_URL)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log the external commands run")
+    parser.set_defaults(needs_project=True)
     register_all(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
     return parser
 
@@ -73,6 +74,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s", stream=sys.stderr
     )
     try:
+        if not args.needs_project:  # `init` makes the project: there is none to load yet
+            return int(args.handler(None, args))
         project = load_project(args.project, index_url=args.index_url)
         return int(args.handler(project, args))
     except EnvtiersError as error:

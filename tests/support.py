@@ -308,6 +308,13 @@ def wheel_from_installed(dest: Path, name: str) -> Path:
     files: dict[str, bytes] = {}
     for entry in dist.files or ():
         path = str(entry)
+        if path.startswith("../../../bin/") and not (base / path).read_bytes().startswith(b"#!"):
+            # A native executable (uv's binary) goes back where wheels keep scripts; text
+            # launchers are left out: installers regenerate them from entry_points.txt.
+            files[f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}.data/scripts/{Path(path).name}"] = (
+                base / path
+            ).read_bytes()
+            continue
         if path.startswith("..") or "__pycache__" in path or path.endswith((".pyc", "RECORD", "INSTALLER")):
             continue
         if path.endswith("direct_url.json") or path.endswith("REQUESTED"):
@@ -319,5 +326,8 @@ def wheel_from_installed(dest: Path, name: str) -> Path:
     out = dest / f"{dist_name}-{dist.version}-{filename_tag}.whl"
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for member, data in sorted(files.items()):
-            archive.writestr(zipfile.ZipInfo(member, date_time=_EPOCH), data)
+            info = zipfile.ZipInfo(member, date_time=_EPOCH)
+            if ".data/scripts/" in member:
+                info.external_attr = 0o755 << 16
+            archive.writestr(info, data)
     return out

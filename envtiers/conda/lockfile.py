@@ -9,6 +9,8 @@ render` use it as is. envtiers adds keys to `metadata.custom_metadata`:
   come from (see `envtiers.conda.locker.expected_input_hash`);
 - `envtiers-records-sha256`: the digest of every locked record (name, version, build, URL, md5,
   sha256, dependencies) and of conda-lock's content hashes, so a hand edit of any of them is found;
+- `envtiers-version`: the envtiers version that wrote it (provenance only: never hashed nor
+  checked, so a new envtiers release leaves committed locks valid);
 - `envtiers-spec-sha256`: the digest of exactly what conda-lock's content hash is computed from
   (environment.yml's bytes, the platforms, the virtual packages): when it is unchanged, the stored
   content hash is still right and `check` need not ask conda-lock to recompute it.
@@ -31,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from envtiers import __version__
 from envtiers.errors import LockfileFormatError, TamperedLockError, UnknownFormatError
 from envtiers.fsutil import staging_dir
 from envtiers.hashing import file_digest, input_hash
@@ -40,6 +43,7 @@ FORMAT_KEY = "envtiers-format-version"
 INPUT_HASH_KEY = "envtiers-input-hash"
 RECORDS_KEY = "envtiers-records-sha256"
 SPEC_KEY = "envtiers-spec-sha256"
+WRITTEN_BY_KEY = "envtiers-version"
 CATEGORY = "main"
 RELOCK = "run `make lock` (envtiers lock --tier conda)"
 
@@ -169,6 +173,7 @@ def build_lockfile(
             INPUT_HASH_KEY: input_hash,
             RECORDS_KEY: records_digest(packages, content_hash),
             SPEC_KEY: spec_hash,
+            WRITTEN_BY_KEY: __version__,
         },
     )
     return Lockfile(package=packages, metadata=metadata)

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from envtiers.errors import SettingsError, SpecError
+from envtiers.errors import SettingsError, SpecError, ToolError
 from envtiers.settings import SETTINGS_FILE, Project
 
 DEFAULT_CHANNEL_BASE = "https://conda.anaconda.org"
@@ -125,7 +123,10 @@ def _mirror_url(project: Project, target: str) -> str:
 
 
 def read_environment(path: Path, *, display: str) -> EnvironmentSpec:
-    """Parse environment.yml. Raises SpecError naming what is wrong."""
+    """Parse environment.yml. Raises SpecError naming what is wrong (ToolError without the conda extra)."""
+    require_conda_extra(display)
+    import yaml
+
     example = "channels: [conda-forge] and dependencies: ['python 3.11.*', pip] (see the README)"
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
@@ -175,6 +176,19 @@ def read_environment(path: Path, *, display: str) -> EnvironmentSpec:
             )
         specs.append(_validated(entry.strip(), display))
     return EnvironmentSpec(path, tuple(channels), tuple(specs))
+
+
+def require_conda_extra(display: str) -> None:
+    """The conda tier runs py-rattler and conda-lock in-process; an installed envtiers without its
+    `conda` extra (pip/image-only teams) gets a clear error, not an ImportError."""
+    import importlib.util
+
+    missing = [name for name in ("rattler", "conda_lock", "yaml") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ToolError(
+            f"{display} configures the conda tier, but this envtiers has no {', '.join(missing)} installed",
+            fix="pip install 'envtiers[conda]' (or remove the file to use only the pip and image tiers)",
+        )
 
 
 def _validated(spec: str, display: str) -> str:

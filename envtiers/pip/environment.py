@@ -9,6 +9,7 @@ from envtiers import envcache
 from envtiers.errors import InputError
 from envtiers.hashing import input_hash
 from envtiers.pip import lockfile
+from envtiers.pip.link import link_project as link_into
 from envtiers.pip.locker import dev_lock_path, runtime_lock_path
 from envtiers.pip.uv import Uv
 from envtiers.platforms import require_host
@@ -57,7 +58,8 @@ def create(
     """Build (or reuse) the environment for the host's pip lock (plus the dev lock when `dev`).
 
     `target` overrides the content-addressed cache location (the project's .venv); `link_project`
-    puts the project root on the environment's sys.path (an editable install without a build).
+    puts the project root on the environment's sys.path and writes its console scripts (an
+    editable install without a build, see envtiers.pip.link).
     Raises EnvironmentBuildError on a hash mismatch or install failure; nothing is marked complete.
     """
     locks = read_locks(project, platform=platform, dev=dev)
@@ -77,12 +79,9 @@ def create(
         for link in project.pip.find_links:
             args += ["--find-links", link]
         uv.sync(args, what=", ".join(project.rel(lock.path) for lock in locks))
-        if link_project:
-            site = _site_packages(prefix)
-            (site / "_envtiers_project.pth").write_text(f"{project.root}\n")
 
     details: dict[str, object] = {"locks": [project.rel(lock.path) for lock in locks], "python": project.python}
-    return envcache.ensure(
+    info = envcache.ensure(
         tier="pip",
         key=key,
         prefix=prefix,
@@ -91,6 +90,11 @@ def create(
         details=details,
         user_target=target is not None,
     )
+    if link_project:
+        # After `ensure`, so a reused environment is (re-)linked too: the .pth and console scripts
+        # are not part of what the lock decides.
+        link_into(prefix, project.root)
+    return info
 
 
 def _interpreter(python: str) -> str:
@@ -100,10 +104,3 @@ def _interpreter(python: str) -> str:
     if running == wanted and len(python.split(".")) == 2:
         return sys.executable
     return python
-
-
-def _site_packages(prefix: Path) -> Path:
-    found = sorted(prefix.glob("lib/python3*/site-packages"))
-    if not found:
-        raise InputError(f"no site-packages folder in {prefix}")
-    return found[0]

@@ -24,7 +24,7 @@ from envtiers.errors import EnvtiersError, IndexUnreachableError, InputError, Lo
 from envtiers.fsutil import file_lock, staging_dir
 from envtiers.hashing import input_hash
 from envtiers.index import DEFAULT_INDEX, probe
-from envtiers.pip import lockfile
+from envtiers.pip import lockfile, preferences
 from envtiers.pip.uv import Uv
 from envtiers.platforms import get_platform
 from envtiers.settings import Project
@@ -195,6 +195,8 @@ def _compile(
     if previous is not None and not upgrade:
         # uv prefers the versions already in the output file: a spec change moves only what it must.
         out.write_text(previous.body)
+    elif previous is None and not upgrade and (imported := preferences.seed(project)) is not None:
+        out.write_text(imported)  # a first lock keeps the versions imported by `envtiers init`
     args = [
         project.rel(lock_set.spec),
         "--output-file",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,6 +69,22 @@ def test_fresh_lock_is_consistent(project: Project) -> None:
     assert report.checked == (LINUX, OSX)
     assert report.problems == ()
     assert report.exit_code == 0
+
+
+def test_a_lock_written_by_another_envtiers_version_is_still_consistent(project: Project) -> None:
+    """The writer's version is provenance, not an input: upgrading envtiers stales nothing."""
+    for name in (LINUX, OSX):
+        path = project.root / name
+        first, rest = path.read_text().split("\n", 1)
+        path.write_text(re.sub(r"\(envtiers [^)]+\)", "(envtiers 99.0)", first) + "\n" + rest)
+        assert lockfile.read(path).header.written_by == "99.0"
+    assert check_project(project).problems == ()
+    # ...and one from before the version was recorded reads as unknown, still consistent.
+    path = project.root / LINUX
+    first, rest = path.read_text().split("\n", 1)
+    path.write_text(first.replace(" (envtiers 99.0)", "") + "\n" + rest)
+    assert lockfile.read(path).header.written_by is None
+    assert check_project(project).problems == ()
 
 
 def test_edited_spec_marks_every_lock_stale(project: Project) -> None:

@@ -57,7 +57,7 @@ class EnvtiersStepDecorator(StepDecorator):
         # project does not carry its own copy: nothing else of the launcher leaks into the task.
         python_path = [str(project.root)]
         if not (project.root / "metaflow_extensions" / "envtiers").is_dir():
-            python_path.append(str(_toolkit_root()))
+            python_path.append(str(_toolkit_path(project.cache_dir)))
         env["PYTHONPATH"] = ":".join(python_path)
         env["PYTHONNOUSERSITE"] = "1"
         cli_args.env.update(env)
@@ -125,11 +125,12 @@ def _option_files(*option_maps):
     return found
 
 
-def _toolkit_root():
-    """The folder holding the `envtiers` package and `metaflow_extensions/envtiers`."""
-    import envtiers
+def _toolkit_path(cache_dir):
+    """A folder holding only `envtiers` and `metaflow_extensions/envtiers` (never the launcher's
+    whole site-packages, when envtiers is an installed wheel)."""
+    from envtiers.toolkit import task_path
 
-    return Path(envtiers.__file__).resolve().parent.parent
+    return task_path(cache_dir)
 
 
 def _marker(prefix):

@@ -146,10 +146,24 @@ class TierEnvironment(MetaflowEnvironment):
         from envtiers.codefiles import flow_code, project_files
 
         project = self.project()
-        return [
+        names = [*ALWAYS_PACKAGED, *flow_code(project)]
+        files = []
+        if not (project.root / "envtiers").is_dir():
+            # envtiers is installed (a wheel), not part of the project: ship the installed copy, so
+            # the remote task's `python -m envtiers env create` runs the same toolkit.
+            from envtiers.toolkit import part_files
+
+            names.remove("envtiers")
+            files += [
+                (str(path), arcname, ContentType.USER_CONTENT)
+                for path, arcname in part_files()
+                if arcname.startswith("envtiers/")
+            ]
+        files += [
             (str(path), str(path.relative_to(project.root)), ContentType.USER_CONTENT)
-            for path in project_files(project, [*ALWAYS_PACKAGED, *flow_code(project)])
+            for path in project_files(project, names)
         ]
+        return files
 
     def bootstrap_commands(self, step_name, datastore_type):
         from envtiers.errors import EnvtiersError
