@@ -23,7 +23,7 @@ from bench.harness import (
     copy_project,
     envtiers_command,
     envtiers_env,
-    export_revision,
+    measure_previous,
     run,
     sample,
     say,
@@ -59,22 +59,13 @@ def bench_lock(ctx: Context) -> list[Row]:
     warmup = [once()]  # also fills the index client's HTTP cache, as a user's earlier lock has
     samples = sample(ctx.reps(5, 3), once, what="envtiers lock --tier conda")
 
-    alternative = None
-    previous = export_revision(ctx.tempdir("conda-lock-previous"))
-    if previous is not None:
+    def previous_once(previous: Path) -> Callable[[], float]:
         old_command = envtiers_command(previous, "lock", "--tier", "conda", "--force")
-        old_env = {**env, "PYTHONPATH": str(previous)}
+        return lambda: run(old_command, cwd=ctx.scratch, env={**env, "PYTHONPATH": str(previous)})[0]
 
-        def old() -> float:
-            return run(old_command, cwd=ctx.scratch, env=old_env)[0]
-
-        old_warmup = [old()]
-        alternative = Measurement(
-            f"envtiers {PREVIOUS_REVISION}",
-            f"envtiers lock --tier conda --force (at {PREVIOUS_REVISION})",
-            sample(ctx.reps(5, 3), old, what="previous envtiers lock --tier conda"),
-            old_warmup,
-        )
+    alternative = measure_previous(
+        ctx, previous_once, command=_shown("lock", "--tier", "conda", "--force"), reps=(5, 3), what="conda lock"
+    )
 
     # The solver alone, in-process: what the lock costs without the package index round trips.
     project = load_project(root)
@@ -239,17 +230,7 @@ def bench_relock(ctx: Context) -> list[Row]:
     once = timed(root)
     warmup = [once()]
     samples = sample(ctx.reps(3, 2), once, what="envtiers lock after a one-line spec change")
-    alternative = None
-    previous = export_revision(ctx.tempdir("relock-previous"))
-    if previous is not None:
-        old = timed(previous)
-        old_warmup = [old()]
-        alternative = Measurement(
-            f"envtiers {PREVIOUS_REVISION}",
-            f"envtiers lock (at {PREVIOUS_REVISION})",
-            sample(ctx.reps(3, 2), old, what="previous envtiers lock"),
-            old_warmup,
-        )
+    alternative = measure_previous(ctx, timed, command=_shown("lock"), reps=(3, 2), what="relock")
     return [
         Row(
             id="relock",
