@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.harness import (
@@ -22,7 +23,7 @@ from bench.harness import (
     copy_project,
     envtiers_command,
     envtiers_env,
-    export_revision,
+    measure_previous,
     run,
     sample,
     say,
@@ -58,22 +59,13 @@ def bench_lock(ctx: Context) -> list[Row]:
     warmup = [once()]  # also fills the index client's HTTP cache, as a user's earlier lock has
     samples = sample(ctx.reps(5, 3), once, what="envtiers lock --tier conda")
 
-    alternative = None
-    previous = export_revision(ctx.tempdir("conda-lock-previous"))
-    if previous is not None:
+    def previous_once(previous: Path) -> Callable[[], float]:
         old_command = envtiers_command(previous, "lock", "--tier", "conda", "--force")
-        old_env = {**env, "PYTHONPATH": str(previous)}
+        return lambda: run(old_command, cwd=ctx.scratch, env={**env, "PYTHONPATH": str(previous)})[0]
 
-        def old() -> float:
-            return run(old_command, cwd=ctx.scratch, env=old_env)[0]
-
-        old_warmup = [old()]
-        alternative = Measurement(
-            f"envtiers {PREVIOUS_REVISION}",
-            f"envtiers lock --tier conda --force (at {PREVIOUS_REVISION})",
-            sample(ctx.reps(5, 3), old, what="previous envtiers lock --tier conda"),
-            old_warmup,
-        )
+    alternative = measure_previous(
+        ctx, previous_once, command=_shown("lock", "--tier", "conda", "--force"), reps=(5, 3), what="conda lock"
+    )
 
     # The solver alone, in-process: what the lock costs without the package index round trips.
     project = load_project(root)
@@ -211,4 +203,48 @@ def bench_env(ctx: Context) -> list[Row]:
 
 
 # `envtiers check` with every tier is pip_tier's "check": its project copy carries the conda lock.
-BENCHMARKS = {"lock": bench_lock, "env": bench_env}
+def bench_relock(ctx: Context) -> list[Row]:
+    """`envtiers lock` (pip, then conda) after a one-line change to envs/requirements.in, next to
+    the previous implementation doing the same in the same run."""
+    # One line that changes every input hash and no version: a lower bound the lock already meets.
+    line = "\nnumpy>=1\n"
+    env = envtiers_env(**{MIRROR_VARIABLE: f"conda-forge={SNAPSHOT}"})
+
+    def timed(project: Path) -> Callable[[], float]:
+        spec = project / "envs" / "requirements.in"
+        original = spec.read_text()
+        backup = ctx.tempdir(f"relock-{project.name}-locks")
+        shutil.rmtree(backup)
+        shutil.copytree(project / "lockfiles", backup)
+
+        def once() -> float:
+            shutil.rmtree(project / "lockfiles")
+            shutil.copytree(backup, project / "lockfiles")
+            spec.write_text(original + line)
+            return run(envtiers_command(project, "lock"), cwd=ctx.scratch, env={**env, "PYTHONPATH": str(project)})[0]
+
+        return once
+
+    root = copy_project(ctx.tempdir("relock-project"), lockfiles=True)
+    shutil.copytree(REPO / "envtiers", root / "envtiers")
+    once = timed(root)
+    warmup = [once()]
+    samples = sample(ctx.reps(3, 2), once, what="envtiers lock after a one-line spec change")
+    alternative = measure_previous(ctx, timed, command=_shown("lock"), reps=(3, 2), what="relock")
+    return [
+        Row(
+            id="relock",
+            benchmark="relock",
+            title="`make lock` after a one-line change to envs/requirements.in (pip for both platforms, then conda)",
+            envtiers=Measurement("envtiers", _shown("lock"), samples, warmup),
+            alternative=alternative,
+            goal=Goal("value_at_most", 10.0),
+            notes=[
+                f"The line added: {line.strip()!r} (every input hash changes, no pinned version does).",
+                "Whole CLI process; the lockfiles are restored before each sample; the index is the network's.",
+            ],
+        )
+    ]
+
+
+BENCHMARKS = {"lock": bench_lock, "env": bench_env, "relock": bench_relock}

@@ -116,6 +116,22 @@ def export_revision(dest: Path, revision: str = PREVIOUS_REVISION) -> Path | Non
     return dest
 
 
+def measure_previous(
+    ctx: Context, make_once: Callable[[Path], Callable[[], float]], *, command: str, reps: tuple[int, int], what: str
+) -> Any:
+    """A Measurement of the previous implementation (None when this clone lacks it): `make_once`
+    gets its exported project and returns the timed call; one untimed warm-up, then the samples."""
+    from bench.report import Measurement
+
+    previous = export_revision(ctx.tempdir(f"previous-{what.replace(' ', '-')}"))
+    if previous is None:
+        return None
+    once = make_once(previous)
+    warmup = [once()]
+    samples = sample(ctx.reps(*reps), once, what=f"previous {what}")
+    return Measurement(f"envtiers {PREVIOUS_REVISION}", f"{command} (at {PREVIOUS_REVISION})", samples, warmup)
+
+
 def envtiers_command(project: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "envtiers", "--project", str(project), *args]
 

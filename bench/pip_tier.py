@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -30,8 +31,8 @@ from bench.harness import (
     count_dists,
     envtiers_command,
     envtiers_env,
-    export_revision,
     free_gb,
+    measure_previous,
     run,
     same_filesystem,
     sample,
@@ -281,30 +282,18 @@ def bench_check(ctx: Context) -> list[Row]:
     warmup = [once()]
     samples = sample(ctx.reps(5, 3), once, what="envtiers check")
     notes = [f"Whole CLI process, interpreter start-up included; result: {outcome[0]}."]
-    alternative = None
-    previous = export_revision(ctx.tempdir("check-previous"))
-    if previous is None:
-        notes.append(f"The previous implementation ({PREVIOUS_REVISION}) is not in this clone: not measured.")
-    else:
+
+    def previous_once(previous: Path) -> Callable[[], float]:
         old_command = envtiers_command(previous, "check")
-        old_env = envtiers_env(PYTHONPATH=str(previous))
+        return lambda: run(old_command, cwd=ctx.scratch, env=envtiers_env(PYTHONPATH=str(previous)), ok=(0, 1))[0]
 
-        def old() -> float:
-            elapsed, result = run(old_command, cwd=ctx.scratch, env=old_env, ok=(0, 1))
-            outcome[:] = [f"exit {result.returncode}: {result.stdout.strip().splitlines()[-1]}"]
-            return elapsed
-
-        old_warmup = [old()]
-        alternative = Measurement(
-            f"envtiers {PREVIOUS_REVISION}",
-            f"envtiers check (at {PREVIOUS_REVISION})",
-            sample(ctx.reps(5, 3), old, what="previous envtiers check"),
-            old_warmup,
-        )
-        notes.append(
-            f"Next to the previous implementation ({PREVIOUS_REVISION}: conda-lock's parser and content hash on every "
-            f"check) on its own committed locks, same run; its result: {outcome[0]}."
-        )
+    alternative = measure_previous(ctx, previous_once, command=_shown("check"), reps=(5, 3), what="check")
+    notes.append(
+        f"Next to the previous implementation ({PREVIOUS_REVISION}: conda-lock's parser and content hash on every "
+        "check) on its own committed locks, same run."
+        if alternative
+        else f"The previous implementation ({PREVIOUS_REVISION}) is not in this clone: not measured."
+    )
     return [
         Row(
             id="check",

@@ -8,6 +8,37 @@ from dataclasses import dataclass
 
 from envtiers.errors import InputError
 
+# The oldest systems the locks target unless [conda.virtual_packages] says otherwise: the one place
+# the glibc and macOS floors are written (uv's --python-platform, the conda tier's virtual packages,
+# the wheel tags of the conda lock's pip entries and of the image's wheelhouse all derive from it).
+GLIBC_FLOOR = "2.28"
+MACOS_FLOOR = "13.0"
+
+
+def platform_tag_names(platform: str, *, glibc: str = GLIBC_FLOOR, osx: str = MACOS_FLOOR) -> list[str]:
+    """The wheel platform tags a `platform` system at (or above) the floors accepts, best first."""
+    from packaging import tags
+
+    if platform.startswith("linux"):
+        arch = "x86_64" if platform == "linux-64" else "aarch64"
+        parts = glibc.split(".")
+        top = int(parts[1]) if len(parts) > 1 else 28
+        legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+        names = []
+        for minor in range(top, 4, -1):
+            names.append(f"manylinux_2_{minor}_{arch}")
+            if minor in legacy:
+                names.append(f"{legacy[minor]}_{arch}")
+        return [*names, f"linux_{arch}"]
+    if platform.startswith("osx"):
+        arch = "arm64" if platform == "osx-arm64" else "x86_64"
+        version = osx.split(".")
+        return list(tags.mac_platforms((int(version[0]), int(version[1]) if len(version) > 1 else 0), arch))
+    raise InputError(f"no wheel tags known for platform {platform}", fix="use linux-64 or osx-arm64")
+
+
+_MANYLINUX = "manylinux_" + GLIBC_FLOOR.replace(".", "_")
+
 
 @dataclass(frozen=True)
 class Platform:
@@ -39,8 +70,8 @@ class Platform:
 PLATFORMS: dict[str, Platform] = {
     p.name: p
     for p in (
-        Platform("linux-64", "x86_64-manylinux_2_28", "linux", "Linux", "x86_64"),
-        Platform("linux-aarch64", "aarch64-manylinux_2_28", "linux", "Linux", "aarch64"),
+        Platform("linux-64", f"x86_64-{_MANYLINUX}", "linux", "Linux", "x86_64"),
+        Platform("linux-aarch64", f"aarch64-{_MANYLINUX}", "linux", "Linux", "aarch64"),
         Platform("osx-arm64", "aarch64-apple-darwin", "darwin", "Darwin", "arm64"),
         Platform("osx-64", "x86_64-apple-darwin", "darwin", "Darwin", "x86_64"),
     )

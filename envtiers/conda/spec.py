@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from envtiers.errors import SettingsError, SpecError, ToolError
+from envtiers.platforms import GLIBC_FLOOR, MACOS_FLOOR
 from envtiers.settings import SETTINGS_FILE, Project
 
 DEFAULT_CHANNEL_BASE = "https://conda.anaconda.org"
@@ -55,12 +56,12 @@ def channel_url(channel: str) -> str:
 def default_virtual_packages(project: Project, platform: str) -> dict[str, str]:
     cuda = project.cuda_version or ""
     if platform.startswith("linux"):
-        packages = {"__glibc": "2.28", "__unix": "0", "__linux": "0"}
+        packages = {"__glibc": GLIBC_FLOOR, "__unix": "0", "__linux": "0"}
         if cuda:
             packages["__cuda"] = cuda
         return packages
     if platform.startswith("osx"):
-        return {"__osx": "13.0", "__unix": "0"}
+        return {"__osx": MACOS_FLOOR, "__unix": "0"}
     return {}
 
 

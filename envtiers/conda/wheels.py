@@ -16,6 +16,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from envtiers.errors import ResolutionError
 from envtiers.index import IndexFile, SimpleIndex
+from envtiers.platforms import GLIBC_FLOOR, MACOS_FLOOR, platform_tag_names
 
 __all__ = ["IndexFile", "SimpleIndex", "choose", "supported_tags"]
 
@@ -27,23 +28,11 @@ def supported_tags(platform: str, python: str, virtual: Mapping[str, str]) -> li
     wheels chosen run wherever the conda part of the lock does.
     """
     major, minor = (int(p) for p in python.split(".")[:2])
-    if platform.startswith("linux"):
-        arch = "x86_64" if platform == "linux-64" else "aarch64"
-        glibc = virtual.get("__glibc", "2.28").split(".")
-        top = int(glibc[1]) if len(glibc) > 1 else 28
-        legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-        names = []
-        for m in range(top, 4, -1):
-            names.append(f"manylinux_2_{m}_{arch}")
-            if m in legacy:
-                names.append(f"{legacy[m]}_{arch}")
-        names.append(f"linux_{arch}")
-    elif platform.startswith("osx"):
-        arch = "arm64" if platform == "osx-arm64" else "x86_64"
-        osx = virtual.get("__osx", "13.0").split(".")
-        names = list(tags.mac_platforms((int(osx[0]), int(osx[1]) if len(osx) > 1 else 0), arch))
-    else:
+    if not platform.startswith(("linux", "osx")):
         raise ResolutionError(f"no wheel tags known for platform {platform}")
+    names = platform_tag_names(
+        platform, glibc=virtual.get("__glibc", GLIBC_FLOOR), osx=virtual.get("__osx", MACOS_FLOOR)
+    )
     interpreter = f"cp{major}{minor}"
     found = list(tags.cpython_tags((major, minor), abis=[interpreter, "abi3", "none"], platforms=names))
     found += list(tags.compatible_tags((major, minor), interpreter=interpreter, platforms=names))

@@ -19,17 +19,13 @@ from pathlib import Path
 from envtiers.errors import ToolError
 from envtiers.hashing import file_digest
 from envtiers.pip import lockfile
+from envtiers.platforms import platform_tag_names
 
 log = logging.getLogger(__name__)
 
-# x86-64 Linux wheels the linux-64 lock may name: uv locks for x86_64-manylinux_2_28, which
-# accepts every older manylinux; pip does not expand a --platform tag, so each one is listed.
-PLATFORM_TAGS = (
-    *(f"manylinux_2_{minor}_x86_64" for minor in range(28, 4, -1)),
-    "manylinux2014_x86_64",
-    "manylinux2010_x86_64",
-    "manylinux1_x86_64",
-)
+# x86-64 Linux wheels the linux-64 lock may name: uv locks for the glibc floor, which accepts every
+# older manylinux; pip does not expand a --platform tag, so each one is listed (not plain linux_*).
+PLATFORM_TAGS = tuple(tag for tag in platform_tag_names("linux-64") if tag.startswith("manylinux"))
 # pip settings from the user's environment that would send it elsewhere than the lock's index.
 _PIP_REDIRECTS = ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX", "PIP_REQUIRE_HASHES")
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from envtiers.errors import EnvtiersError, IndexUnreachableError, InputError, LockfileFormatError, ResolutionError
 from envtiers.fsutil import file_lock, staging_dir
 from envtiers.hashing import input_hash
-from envtiers.index import DEFAULT_INDEX, probe
 from envtiers.pip import lockfile, preferences
 from envtiers.pip.uv import Uv
 from envtiers.platforms import get_platform
@@ -231,6 +230,8 @@ def _compile(
     except ResolutionError as error:
         # "not found" from an index URL that is no index (a typo, a 404 proxy) is not the
         # package's spelling: say what the URL answers.
+        from envtiers.index import DEFAULT_INDEX, probe  # urllib: imported only on this path
+
         problem = probe(project.pip.index_url or DEFAULT_INDEX) if "not found" in error.headline else None
         if problem is None:
             raise

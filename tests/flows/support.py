@@ -16,7 +16,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DETECTOR_FLOW = REPO_ROOT / "flows" / "detector_flow.py"
 # What a project copy needs for the detector flow: the flow, its code, the toolkit and the locks.
-PROJECT_PARTS = ("envtiers", "metaflow_extensions", "detector", "flows", "envs", "lockfiles")
+PROJECT_PARTS = ("envtiers", "metaflow_extensions", "detector", "flows", "envs", "lockfiles", "docker")
 
 TINY_FLOW = textwrap.dedent(
     '''

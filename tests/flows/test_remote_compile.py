@@ -179,14 +179,21 @@ def test_argo_gpu_request_is_configurable(aws: dict[str, str], tmp_path: Path) -
 
 
 def test_argo_image_tier_runs_the_recorded_image_by_digest(aws: dict[str, str], tmp_path: Path) -> None:
+    from envtiers.image.spec import load_spec
+    from envtiers.settings import load_project
+
     project = copy_project(tmp_path / "project")
+    # A record of the image of exactly this code and lock (a stale one is refused before compiling).
+    spec = load_spec(load_project(project))
     record = {
         "format-version": 1,
         "repository": "registry.example.com/ml/detector",
-        "tag": "c0ffee",
+        "tag": spec.tag,
         "digest": DIGEST,
-        "lock-hash": "sha256:" + "cd" * 32,
-        "base-digest": "sha256:" + "ef" * 32,
+        "lock-hash": spec.lock_hash,
+        "base-digest": spec.base_digest,
+        "base-image": spec.base_image,
+        "dockerfile-hash": spec.dockerfile_hash,
     }
     (project / "lockfiles" / "image.json").write_text(json.dumps(record))
     workflow = compile_flow(project / "flows" / "detector_flow.py", "image", "argo-workflows", aws, tmp_path)
