@@ -59,6 +59,10 @@ def cmd_check(project: Project, args: argparse.Namespace) -> int:
         print(f"{len(report.problems)} problem(s) in {len(report.checked)} lockfile(s)")
     else:
         print(f"{len(report.checked)} lockfile(s) consistent")
+    if args.coverage:
+        from envtiers.review.cli import print_coverage
+
+        print_coverage(project)
     return report.exit_code
 
 
@@ -108,6 +112,10 @@ def _no_dev(args: argparse.Namespace) -> None:
 def cmd_export(project: Project, args: argparse.Namespace) -> int:
     from envtiers.export import export
 
+    if args.format == "pylock":
+        from envtiers.review.cli import cmd_export_pylock
+
+        return cmd_export_pylock(project, args)
     sys.stdout.write(export(project, tier=args.tier, fmt=args.format, platform=args.platform))
     return EXIT_OK
 
@@ -161,12 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="verify lockfiles against their inputs (offline)")
     check.add_argument("--tier", action="append", choices=CHECK_TIERS, help="only this tier (repeatable)")
+    check.add_argument(
+        "--verbose", dest="coverage", action="store_true", help="also print each platform's coverage and download size"
+    )
     check.set_defaults(handler=cmd_check)
 
     export = commands.add_parser("export", help="print a tier's pins for another tool (stock Metaflow @pypi)")
     export.add_argument("--tier", choices=("pip", "conda"), default="pip")
-    export.add_argument("--format", choices=("metaflow",), default="metaflow")
+    export.add_argument("--format", choices=("metaflow", "pylock"), default="metaflow")
     export.add_argument("--platform", default="linux-64", help="whose lock (default linux-64: @batch, @kubernetes)")
+    export.add_argument("--output", type=Path, help="pylock: the file or folder (default: pylock.<platform>.toml)")
     export.set_defaults(handler=cmd_export)
 
     image = commands.add_parser("image", help="the image tier: build, push and pin the linux-64 image")
@@ -198,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "create":
             sub.add_argument("--link-project", action="store_true", help="put the project on sys.path")
         sub.set_defaults(handler=handler)
+
+    from envtiers.review.cli import register as register_review
+
+    register_review(commands)
     return parser
 
 

@@ -34,6 +34,7 @@ class IndexFile:
     filename: str
     url: str  # absolute, without the #sha256 fragment
     sha256: str | None
+    size: int | None = None  # bytes, when the index says (PEP 700 `size` in the JSON API)
 
 
 def supported_tags(platform: str, python: str, virtual: Mapping[str, str]) -> list[tags.Tag]:
@@ -126,7 +127,12 @@ class SimpleIndex:
         if "json" in content_type:
             data = json.loads(body)
             return [
-                IndexFile(f["filename"], urldefrag(urljoin(base, f["url"]))[0], f.get("hashes", {}).get("sha256"))
+                IndexFile(
+                    f["filename"],
+                    urldefrag(urljoin(base, f["url"]))[0],
+                    f.get("hashes", {}).get("sha256"),
+                    f.get("size") if isinstance(f.get("size"), int) else None,
+                )
                 for f in data.get("files", [])
             ]
         parser = _Anchors()
