@@ -100,7 +100,7 @@ def load_locked(project: Project, *, tiers: Sequence[str] | None = None) -> Load
         report.sets += [pip_sets[p] for p in project.platforms if p in pip_sets]
     if "conda" in chosen:
         report.sets += _conda_sets(project, report)
-    if "image" in chosen and IMAGE_PLATFORM in pip_sets:
+    if "image" in chosen and IMAGE_PLATFORM in pip_sets and _has_image_tier(project):
         report.sets.append(_image_set(project, pip_sets[IMAGE_PLATFORM]))
     return report
 
@@ -156,6 +156,13 @@ def _channel(url: str) -> str | None:
     # https://conda.anaconda.org/conda-forge/linux-64/x.conda -> https://conda.anaconda.org/conda-forge
     parts = url.rsplit("/", 2)
     return parts[0] if len(parts) == 3 else None
+
+
+def _has_image_tier(project: Project) -> bool:
+    from envtiers.image.record import record_path
+    from envtiers.image.spec import DOCKERFILE
+
+    return (project.root / DOCKERFILE).is_file() or record_path(project).is_file()
 
 
 def _image_set(project: Project, linux: LockedSet) -> LockedSet:
