@@ -49,6 +49,9 @@ upgrade: tools ## Re-resolve to the newest versions the specs allow
 check: tools ## Verify the lockfiles match envs/ (offline, no resolver): what CI runs
 	$(ENVTIERS) check
 
+audit: tools ## Known vulnerabilities in every lock, offline ([audit] db; AUDIT_ARGS="--service osv" asks OSV)
+	$(ENVTIERS) audit $(AUDIT_ARGS)
+
 test: venv ## Run the test suite (sets itself up first)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
@@ -81,4 +84,4 @@ image: tools ## Build, push and pin the GPU image (REGISTRY=..., BASE_IMAGE=name
 clean: ## Remove .tools/ and .venv/ (the envtiers cache in ~/.cache/envtiers stays)
 	rm -rf $(TOOLS) $(VENV)
 
-.PHONY: help tools venv lock relock upgrade check test lint bench check-tier sample run resume image clean
+.PHONY: help tools venv lock relock upgrade check audit test lint bench check-tier sample run resume image clean

@@ -55,7 +55,9 @@ def load_audit_settings(project: Project) -> AuditSettings:
         raise SettingsError(f"{SETTINGS_FILE}: [audit] must be a table")
     unknown = sorted(set(raw) - {"db", "osv_url", "ignore"})
     if unknown:
-        raise SettingsError(f"{SETTINGS_FILE}: unknown key(s) in [audit]: {', '.join(unknown)}", fix="use db, osv_url, ignore")
+        raise SettingsError(
+            f"{SETTINGS_FILE}: unknown key(s) in [audit]: {', '.join(unknown)}", fix="use db, osv_url, ignore"
+        )
     entries = []
     for number, item in enumerate(raw.get("ignore", ()), start=1):
         where = f"{SETTINGS_FILE}: [[audit.ignore]] entry {number}"
@@ -92,7 +94,9 @@ class Finding:
     def render(self) -> str:
         aliases = f" ({', '.join(self.advisory.aliases)})" if self.advisory.aliases else ""
         fix = f"fixed in {self.fixed}" if self.fixed else "no fixed version known"
-        text = f"{self.advisory.id}{aliases}: {self.package.name} {self.package.version}: {fix} [{', '.join(self.where)}]"
+        text = (
+            f"{self.advisory.id}{aliases}: {self.package.name} {self.package.version}: {fix} [{', '.join(self.where)}]"
+        )
         if self.ignored_by:
             text += f"\n  ignored until {self.ignored_by.expires}: {self.ignored_by.reason}"
         elif self.advisory.summary:
@@ -152,7 +156,9 @@ class AuditReport:
             "source": self.source,
             "sets": [s.label for s in self.sets],
             "findings": [f.as_json() for f in self.findings],
-            "expired_ignores": [{"id": e.id, "expires": e.expires.isoformat(), "reason": e.reason} for e in self.expired],
+            "expired_ignores": [
+                {"id": e.id, "expires": e.expires.isoformat(), "reason": e.reason} for e in self.expired
+            ],
             "exit_code": self.exit_code,
         }
 

@@ -69,7 +69,9 @@ def register(commands: Any) -> None:
     from envtiers.review.sbom import SBOM_TIERS
 
     diff = commands.add_parser("diff", help="what a lock change does: packages, sizes, CUDA libraries, advisories")
-    diff.add_argument("--base", help="git revision to compare with (default: merge base with the default branch, or HEAD)")
+    diff.add_argument(
+        "--base", help="git revision to compare with (default: merge base with the default branch, or HEAD)"
+    )
     diff.add_argument("--format", choices=FORMATS, default="text")
     diff.add_argument("--tier", action="append", choices=REVIEW_TIERS, help="only this tier (repeatable)")
     diff.add_argument("--db", type=Path, help="OSV folder to compare advisories (default: [audit] db)")

@@ -114,8 +114,14 @@ class LockDiff:
                     "advisories_introduced": list(s.advisories_introduced),
                     "advisories_fixed": list(s.advisories_fixed),
                     "changes": [
-                        {"name": c.name, "manager": c.manager, "kind": c.kind, "before": c.before, "after": c.after,
-                         "size_delta": c.size_delta}
+                        {
+                            "name": c.name,
+                            "manager": c.manager,
+                            "kind": c.kind,
+                            "before": c.before,
+                            "after": c.after,
+                            "size_delta": c.size_delta,
+                        }
                         for c in s.changes
                     ],
                 }
@@ -205,8 +211,15 @@ def diff(
         introduced, fixed = advisories
         sets = [
             SetDiff(
-                s.tier, s.platform, s.path, s.changes, s.size_delta, s.unknown_sizes, s.notes,
-                tuple(sorted(introduced.get(s.label, ()))), tuple(sorted(fixed.get(s.label, ()))),
+                s.tier,
+                s.platform,
+                s.path,
+                s.changes,
+                s.size_delta,
+                s.unknown_sizes,
+                s.notes,
+                tuple(sorted(introduced.get(s.label, ()))),
+                tuple(sorted(fixed.get(s.label, ()))),
             )
             for s in sets
         ]
@@ -232,7 +245,9 @@ def _advisories(
         result: dict[str, set[str]] = {}
         for finding in report.findings:
             for label in finding.where:
-                result.setdefault(label, set()).add(f"{finding.advisory.id} ({finding.package.name} {finding.package.version})")
+                result.setdefault(label, set()).add(
+                    f"{finding.advisory.id} ({finding.package.name} {finding.package.version})"
+                )
         return result
 
     old, new = found(before), found(after)
@@ -254,9 +269,21 @@ def render(result: LockDiff, fmt: str) -> str:
 
 def _summary(s: SetDiff) -> list[str]:
     size = human(s.size_delta, signed=True) + (f" ({s.unknown_sizes} unknown)" if s.unknown_sizes else "")
-    gpu = ", ".join([*(f"+{n}" for n in s.gpu_added), *(f"-{n}" for n in s.gpu_removed)]) or "-"
+    gpu = ", ".join([*_few("+", s.gpu_added), *_few("-", s.gpu_removed)]) or "-"
     advisories = f"+{len(s.advisories_introduced)} / -{len(s.advisories_fixed)}"
-    return [s.label, *(str(len(s.of(k))) for k in ("added", "removed", "upgraded", "downgraded")), size, gpu, advisories]
+    return [
+        s.label,
+        *(str(len(s.of(k))) for k in ("added", "removed", "upgraded", "downgraded")),
+        size,
+        gpu,
+        advisories,
+    ]
+
+
+def _few(sign: str, names: list[str], limit: int = 3) -> list[str]:
+    """At most `limit` names for a table cell, then a count: a PR comment stays readable."""
+    shown = [f"{sign}{n}" for n in names[:limit]]
+    return shown + ([f"{sign}{len(names) - limit} more"] if len(names) > limit else [])
 
 
 def _text(result: LockDiff) -> str:
@@ -267,7 +294,9 @@ def _text(result: LockDiff) -> str:
         lines.append("no lock changes")
     for s in changed:
         label, added, removed, up, down, size, gpu, adv = _summary(s)
-        lines.append(f"{label} ({s.path}): +{added} -{removed} ^{up} v{down}, download {size}, CUDA {gpu}, advisories {adv}")
+        lines.append(
+            f"{label} ({s.path}): +{added} -{removed} ^{up} v{down}, download {size}, CUDA {gpu}, advisories {adv}"
+        )
         lines += [f"  {note}" for note in s.notes]
         for kind in ("added", "removed", "upgraded", "downgraded"):
             lines += [f"  {kind:<10} {c.render()}" for c in s.of(kind)]
@@ -285,7 +314,8 @@ def _markdown(result: LockDiff) -> str:
     if not changed:
         return "\n".join([*lines, "No lock changes."]) + "\n"
     lines += [
-        "| tier / platform | added | removed | upgraded | downgraded | download Δ | CUDA/GPU | advisories (new / fixed) |",
+        "| tier / platform | added | removed | upgraded | downgraded | download Δ | CUDA/GPU "
+        "| advisories (new / fixed) |",
         "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     lines += ["| " + " | ".join(_summary(s)) + " |" for s in changed]

@@ -136,7 +136,8 @@ def _conda_sets(project: Project, report: LoadReport) -> list[LockedSet]:
             package = LockedPackage(canonicalize_name(entry.name), entry.version, "pypi", hashes, url=entry.url)
         else:
             package = LockedPackage(
-                entry.name, entry.version,
+                entry.name,
+                entry.version,
                 "conda",
                 hashes,
                 url=entry.url,

@@ -13,6 +13,7 @@ last_affected events) and explicit `versions`; withdrawn records affect nothing.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -118,6 +119,7 @@ def _same_package(affected: Affected, ecosystem: str, name: str) -> bool:
     return bool(affected.purl) and str(affected.purl).split("@", 1)[0].lower() == f"pkg:conda/{name}".lower()
 
 
+@functools.cache
 def _version(text: str) -> Version | None:
     try:
         return Version(text)
@@ -125,8 +127,9 @@ def _version(text: str) -> Version | None:
         return None
 
 
-def _versions(texts: Iterable[str]) -> set[Version]:
-    return {v for t in texts if (v := _version(t)) is not None}
+@functools.cache
+def _versions(texts: frozenset[str]) -> frozenset[Version]:
+    return frozenset(v for t in texts if (v := _version(t)) is not None)
 
 
 def _in_range(version: Version, events: Sequence[tuple[str, str]]) -> bool:
@@ -141,9 +144,7 @@ def _in_range(version: Version, events: Sequence[tuple[str, str]]) -> bool:
     for bound, _, kind in sorted(keyed):
         if kind == "introduced" and version >= bound:
             affected = True
-        elif kind == "fixed" and version >= bound:
-            affected = False
-        elif kind == "last_affected" and version > bound:
+        elif (kind == "fixed" and version >= bound) or (kind == "last_affected" and version > bound):
             affected = False
     return affected
 
@@ -159,7 +160,8 @@ class FolderDatabase:
         if not root.is_dir():
             raise InputError(
                 f"advisory database {root} is not a folder",
-                fix="pass --db PATH (an OSV folder, e.g. a clone of github.com/pypa/advisory-database) or --service osv",
+                fix="pass --db PATH (an OSV folder, e.g. a clone of github.com/pypa/advisory-database) "
+                "or --service osv",
             )
         self.root = root
         self._by_folder: dict[str, list[Path]] = {}

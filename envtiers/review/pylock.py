@@ -71,9 +71,7 @@ def render(
     return tomli_w.dumps(document)
 
 
-def export_pylock(
-    project: Project, *, platform: str, output: Path | None = None, index_url: str | None = None
-) -> Path:
+def export_pylock(project: Project, *, platform: str, output: Path | None = None, index_url: str | None = None) -> Path:
     """Write `pylock.<platform>.toml` (default: in the project root; `output` may be a folder or a
     file named `pylock.toml` / `pylock.<name>.toml`). Returns the path written.
 

@@ -50,7 +50,9 @@ def project_at(project: Project, revision: str) -> Iterator[Project | None]:
     root = project.root
     resolved = _git(root, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
     if resolved.returncode != 0:
-        raise InputError(f"git does not know the revision {revision!r}", fix="pass --base REV (a commit, tag or branch)")
+        raise InputError(
+            f"git does not know the revision {revision!r}", fix="pass --base REV (a commit, tag or branch)"
+        )
     commit = resolved.stdout.decode().strip()
     prefix = _git(root, "rev-parse", "--show-prefix").stdout.decode().strip()  # the project inside the repository
     present = [

@@ -102,8 +102,9 @@ def build_bom(project: Project, locked: LockedSet) -> Any:
         bom.components.add(component)
     bom.register_dependency(root, components)
     digest = hashlib.sha256(
-        "\n".join([locked.label, locked.base_image or "", *(f"{p.name} {p.version} {p.hashes}" for p in locked.packages)])
-        .encode()
+        "\n".join(
+            [locked.label, locked.base_image or "", *(f"{p.name} {p.version} {p.hashes}" for p in locked.packages)]
+        ).encode()
     ).hexdigest()
     bom.serial_number = uuid.uuid5(uuid.NAMESPACE_URL, f"envtiers-sbom:{digest}")
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
@@ -118,7 +119,11 @@ def _component(package: LockedPackage, platform: str) -> Any:
     from packageurl import PackageURL
 
     algorithms = {"sha256": HashAlgorithm.SHA_256, "md5": HashAlgorithm.MD5}
-    hashes = [HashType(alg=algorithms[a], content=v) for a, _, v in (h.partition(":") for h in package.hashes) if a in algorithms]
+    hashes = [
+        HashType(alg=algorithms[a], content=v)
+        for a, _, v in (h.partition(":") for h in package.hashes)
+        if a in algorithms
+    ]
     if package.manager == "conda":
         qualifiers = {"build": package.build or "", "subdir": _subdir(package, platform), "type": _conda_type(package)}
         if package.channel:

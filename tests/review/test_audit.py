@@ -86,7 +86,9 @@ def test_ignore_entry_needs_reason_and_date(vulnerable: Project, tmp_path: Path)
     with pytest.raises(SettingsError, match="has no reason"):
         audit(project, db=tmp_path)
     project.root.joinpath("envs", "tiers.toml").write_text(
-        project.root.joinpath("envs", "tiers.toml").read_text().replace("expires = 2999-01-01", 'reason = "x"\nexpires = "soon"')
+        project.root.joinpath("envs", "tiers.toml")
+        .read_text()
+        .replace("expires = 2999-01-01", 'reason = "x"\nexpires = "soon"')
     )
     result = run_cli(project.root, "audit", "--db", str(write_osv_folder(tmp_path / "osv")))
     assert result.returncode == 2
@@ -121,9 +123,7 @@ def test_service_unreachable_is_an_error(vulnerable: Project) -> None:
     assert "could not be reached" in result.stderr and "--db PATH" in result.stderr
 
 
-@pytest.mark.parametrize(
-    ("version", "affected"), [("0.1", True), ("1.9.9", True), ("2.0", False), ("2.1", False)]
-)
+@pytest.mark.parametrize(("version", "affected"), [("0.1", True), ("1.9.9", True), ("2.0", False), ("2.1", False)])
 def test_range_bounds(version: str, affected: bool) -> None:
     advisory = parse(RANGE_ADVISORY, source="test")
     assert advisory.matches(ecosystem="PyPI", name="purepkg", version=version)[0] is affected

@@ -20,7 +20,9 @@ AFTER = "purepkg==2.0\nmarkerpkg\nnvidia-cublas-cu12; sys_platform == 'linux'\n"
 def _git(root: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@e", *args],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
@@ -55,9 +57,11 @@ def test_diff_reports_every_kind_of_change(tmp_path: Path, private_index: Packag
     assert linux.gpu_added == ["nvidia-cublas-cu12"] and linux.gpu_removed == []
     files = {p.name: p.stat().st_size for p in private_index.files()}
     expected = (
-        files["purepkg-2.0-py3-none-any.whl"] - files["purepkg-1.0-py3-none-any.whl"]
+        files["purepkg-2.0-py3-none-any.whl"]
+        - files["purepkg-1.0-py3-none-any.whl"]
         - files[f"platpkg-1.0-{MANYLINUX}.whl"]
-        + files["markerpkg-1.0-py3-none-any.whl"] + files["linuxdep-1.0-py3-none-any.whl"]
+        + files["markerpkg-1.0-py3-none-any.whl"]
+        + files["linuxdep-1.0-py3-none-any.whl"]
         + files[f"nvidia_cublas_cu12-12.9-{MANYLINUX}.whl"]
     )
     assert linux.size_delta == expected and linux.unknown_sizes == 0

@@ -1,4 +1,4 @@
-"""envtiers export --format pylock: PEP 751 validated with packaging's reference reader, then installed by uv and pip."""
+"""envtiers export --format pylock: PEP 751, validated by packaging's reference reader, installed by uv and pip."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ from tests.support import REPO_ROOT, run_cli
 # packaging >= 25 ships `packaging.pylock`, PyPA's reader that validates a pylock against PEP 751; the
 # runtime lock pins an older packaging (TensorFlow's), envtiers' own tools carry it.
 TOOLS_PYTHON = REPO_ROOT / ".tools" / "bin" / "python"
-VALIDATE = "import sys, tomllib; from packaging.pylock import Pylock; Pylock.from_dict(tomllib.load(open(sys.argv[1], 'rb'))).validate(); print('valid')"
+VALIDATE = (
+    "import sys, tomllib; from packaging.pylock import Pylock; "
+    "Pylock.from_dict(tomllib.load(open(sys.argv[1], 'rb'))).validate(); print('valid')"
+)
 
 
 def _bin(name: str) -> Path:
@@ -48,14 +51,18 @@ def test_pylock_is_valid_pep751_and_installs(locked_project: Project, tmp_path: 
         if installer == "uv":
             command = [_bin("uv"), "pip", "sync", "--python", str(venv / "bin" / "python"), str(path)]
         else:
-            subprocess.run([_bin("uv"), "pip", "install", "-q", "--python", str(venv / "bin" / "python"), "pip"],
-                           check=True, env=None)
+            subprocess.run(
+                [_bin("uv"), "pip", "install", "-q", "--python", str(venv / "bin" / "python"), "pip"],
+                check=True,
+                env=None,
+            )
             command = [venv / "bin" / "python", "-m", "pip", "install", "--no-index", "-r", str(path)]
         done = subprocess.run(command, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         probe = subprocess.run(
             [venv / "bin" / "python", "-c", "import purepkg, platpkg, linuxdep; print(purepkg.__version__)"],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         assert probe.stdout.strip() == "2.0", installer + probe.stderr
 

@@ -29,7 +29,10 @@ def test_pip_sbom(locked_project: Project, monkeypatch: pytest.MonkeyPatch) -> N
     data = _valid(sbom(locked_project, tier="pip", platform="linux-64"))
     components = {c["purl"]: c for c in data["components"]}  # type: ignore[attr-defined]
     assert set(components) == {
-        "pkg:pypi/purepkg@2.0", "pkg:pypi/platpkg@1.0", "pkg:pypi/markerpkg@1.0", "pkg:pypi/linuxdep@1.0"
+        "pkg:pypi/purepkg@2.0",
+        "pkg:pypi/platpkg@1.0",
+        "pkg:pypi/markerpkg@1.0",
+        "pkg:pypi/linuxdep@1.0",
     }
     platpkg = components["pkg:pypi/platpkg@1.0"]["hashes"]
     assert len(platpkg) == 2 and all(h["alg"] == "SHA-256" and len(h["content"]) == 64 for h in platpkg)
