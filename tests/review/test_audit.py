@@ -14,6 +14,7 @@ from envtiers.pip.locker import lock
 from envtiers.review.audit import audit
 from envtiers.review.osv import parse
 from envtiers.settings import Project, load_project
+from tests.conda.conftest import CondaProjectFactory
 from tests.review.support import RANGE_ADVISORY, OsvStub, write_osv_folder
 from tests.support import run_cli
 
@@ -147,3 +148,27 @@ def test_last_affected_and_reintroduced() -> None:
     )
     results = {v: advisory.matches(ecosystem="PyPI", name="p", version=v) for v in ("0.9", "1.2", "1.3", "3.0.5")}
     assert results == {"0.9": (False, None), "1.2": (True, None), "1.3": (False, None), "3.0.5": (True, "3.1")}
+
+
+def test_conda_records_matched_by_pypi_name_only_when_python_packages(
+    make_conda_project: CondaProjectFactory, tmp_path: Path
+) -> None:
+    import yaml
+
+    project = make_conda_project()
+    db = tmp_path / "osv"
+    for name in ("condapkg", "python"):  # condapkg depends on python; the conda `python` record is the interpreter
+        (db / name).mkdir(parents=True)
+        record = {
+            "id": f"TEST-{name}",
+            "affected": [
+                {
+                    "package": {"ecosystem": "PyPI", "name": name},
+                    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}],
+                }
+            ],
+        }
+        (db / name / f"TEST-{name}.yaml").write_text(yaml.safe_dump(record))
+    report = audit(project, tiers=["conda"], db=db)
+    found = {(f.advisory.id, f.package.manager, f.where) for f in report.findings}
+    assert found == {("TEST-condapkg", "conda", ("conda linux-64", "conda osx-arm64"))}
