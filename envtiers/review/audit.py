@@ -77,7 +77,7 @@ def load_audit_settings(project: Project) -> AuditSettings:
         entries.append(IgnoreEntry(vuln_id.strip(), reason.strip(), expires))
     db = raw.get("db")
     return AuditSettings(
-        db=(project.root / str(db)) if db else None,
+        db=Path(os.path.normpath(project.root / str(db))) if db else None,
         osv_url=str(raw["osv_url"]) if raw.get("osv_url") else None,
         ignore=tuple(entries),
     )

@@ -78,15 +78,9 @@ def export_pylock(project: Project, *, platform: str, output: Path | None = None
     Raises InputError (unknown platform, bad name), LockfileFormatError (damaged lock),
     ResolutionError / IndexUnreachableError (the index cannot name a wheel).
     """
-    from envtiers.pip import lockfile
-    from envtiers.pip.locker import runtime_lock_path
+    from envtiers.export import intact_runtime_lock
 
-    if platform not in project.platforms:
-        raise InputError(f"{platform} is not a platform of this project", fix=f"use {', '.join(project.platforms)}")
-    path = runtime_lock_path(project, platform)
-    lock = lockfile.read(path, display=project.rel(path))
-    if not lock.body_intact:
-        raise InputError(f"{project.rel(path)} was edited after locking (digest mismatch)", fix="run `make lock`")
+    lock = intact_runtime_lock(project, platform)
     locked = next(s for s in load_locked(project, tiers=("pip",)).sets if s.platform == platform)
     catalog = FileCatalog(project, index_url=index_url)
     wheels = catalog.wheels(platform, locked.packages)
