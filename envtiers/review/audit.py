@@ -17,6 +17,7 @@ nothing is ignored for ever without someone deciding again:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -210,7 +211,7 @@ def audit_sets(
                 "no advisory database given",
                 fix=f"pass --db PATH (an OSV folder), set {DB_VARIABLE} or [audit] db, or use --service osv",
             )
-        database = FolderDatabase(folder)
+        database = _database(folder.resolve())
         source = str(folder)
         by_name = database.advisories({name for _, name, _ in queries})
         candidates = {q: by_name[_canonical(q[1])] for q in queries}
@@ -221,6 +222,12 @@ def audit_sets(
         expired=tuple(e for e in settings.ignore if e.expired(today)),
         skipped=skipped,
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _database(folder: Path) -> FolderDatabase:
+    # One per folder and process: `diff` audits both sides of a change, and reads each record once.
+    return FolderDatabase(folder)
 
 
 def _canonical(name: str) -> str:
