@@ -48,6 +48,9 @@ tools: $(TOOLS)/.ok ## Bootstrap uv, py-rattler and conda-lock into .tools/ (fro
 venv: tools ## Build .venv from the host's runtime + dev locks (a no-op when they are unchanged)
 	@$(ENVTIERS) env create --tier pip --dev --target $(VENV) --link-project >/dev/null
 
+audit: tools ## Known vulnerabilities in every lock, offline ([audit] db; AUDIT_ARGS="--service osv" asks OSV)
+	$(ENVTIERS) audit $(AUDIT_ARGS)
+
 test: venv ## Run the test suite (sets itself up first)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
@@ -70,4 +73,4 @@ dist: venv ## Build the envtiers wheel (the toolkit and its Metaflow extension, 
 clean: ## Remove .tools/ and .venv/ (the envtiers cache in ~/.cache/envtiers stays)
 	rm -rf $(TOOLS) $(VENV)
 
-.PHONY: help tools venv test lint bench sample dist clean
+.PHONY: help tools venv audit test lint bench sample dist clean

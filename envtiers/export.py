@@ -31,12 +31,17 @@ def pypi_base_kwargs(project: Project | None = None, *, platform: str = DEFAULT_
 
     Raises LockfileFormatError for a missing or damaged lock, InputError for an unknown platform.
     """
-    project = project or load_project()
+    lock = intact_runtime_lock(project or load_project(), platform)
+    return {"python": lock.header.python, "packages": {pin.name: pin.version for pin in lock.pins}}
+
+
+def intact_runtime_lock(project: Project, platform: str) -> lockfile.PipLock:
+    """`lockfiles/pip/<platform>.txt`, refused when edited after locking. Raises InputError /
+    LockfileFormatError (what every export starts from)."""
     if platform not in project.platforms:
         raise InputError(f"{platform} is not a platform of this project", fix=f"use {', '.join(project.platforms)}")
     path = runtime_lock_path(project, platform)
-    lock = lockfile.read_intact(path, display=project.rel(path))
-    return {"python": lock.header.python, "packages": {pin.name: pin.version for pin in lock.pins}}
+    return lockfile.read_intact(path, display=project.rel(path))
 
 
 def export(project: Project, *, tier: str, fmt: str, platform: str = DEFAULT_PLATFORM) -> str:

@@ -42,6 +42,7 @@ class IndexFile:
     filename: str
     url: str  # absolute, without the #sha256 fragment
     sha256: str | None
+    size: int | None = None  # bytes, when the index says (PEP 700 `size` in the JSON API)
 
 
 class SimpleIndex:
@@ -134,7 +135,7 @@ class SimpleIndex:
             return
         match = re.search(r"max-age=(\d+)", headers.get("Cache-Control", "") or "")
         expires = time.time() + min(int(match[1]), MAX_AGE) if match else 0.0
-        rows = [[file.filename, file.url, file.sha256] for file in files]
+        rows = [[file.filename, file.url, file.sha256, file.size] for file in files]
         entry: dict[str, Any] = {"url": page, "files": rows, "expires": expires}
         entry["etag"] = headers.get("ETag") or ""
         with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
@@ -142,7 +143,15 @@ class SimpleIndex:
 
 
 def _from_cache(entry: dict[str, Any]) -> list[IndexFile]:
-    return [IndexFile(str(name), str(url), None if sha is None else str(sha)) for name, url, sha in entry["files"]]
+    return [
+        IndexFile(str(row[0]), str(row[1]), None if row[2] is None else str(row[2]), _size(row[3:]))
+        for row in entry["files"]
+    ]
+
+
+def _size(rest: list[Any]) -> int | None:
+    """The size column (absent from pages cached before sizes were kept)."""
+    return rest[0] if rest and isinstance(rest[0], int) else None
 
 
 def _parse_page(body: str, content_type: str, base: str) -> list[IndexFile]:
@@ -150,7 +159,12 @@ def _parse_page(body: str, content_type: str, base: str) -> list[IndexFile]:
     if "json" in content_type:
         data = json.loads(body)
         return [
-            IndexFile(f["filename"], urldefrag(urljoin(base, f["url"]))[0], f.get("hashes", {}).get("sha256"))
+            IndexFile(
+                f["filename"],
+                urldefrag(urljoin(base, f["url"]))[0],
+                f.get("hashes", {}).get("sha256"),
+                f.get("size") if isinstance(f.get("size"), int) else None,
+            )
             for f in data.get("files", [])
         ]
     parser = _Anchors()

@@ -43,6 +43,8 @@ VARIABLES: dict[str, tuple[str, bool]] = {
     "ENVTIERS_REGISTRY_USER": ("the registry login's user", False),
     "ENVTIERS_REGISTRY_PASSWORD": ("the registry login's password", False),
     "ENVTIERS_DOCKER_GPUS": ("docker run --gpus for local image-tier tasks", False),
+    "ENVTIERS_OSV_URL": ("the OSV API `envtiers audit --service osv` asks", True),
+    "ENVTIERS_AUDIT_DB": ("[audit] db (--db)", True),
 }
 REDIRECTING_VARIABLES = (
     *(name for name, (_, redirecting) in VARIABLES.items() if redirecting),
@@ -75,6 +77,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "cuda": {"version": "str"},
     "image": {"registry": "str", "repository": "str", "base": "str", "code": "list[str]", "source": "str"},
     "flow": {"include": "list[str]"},
+    "audit": {"db": "str", "ignore": "list[table]"},
 }
 
 
@@ -303,6 +306,8 @@ def _matches(value: Any, expected: str) -> bool:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if expected == "table":
         return isinstance(value, dict)
+    if expected == "list[table]":
+        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
     if expected == "version":
         return isinstance(value, str) and _looks_like_version(value)
     raise AssertionError(f"unknown schema type {expected}")
@@ -313,12 +318,13 @@ def _describe(expected: str) -> str:
         "str": "a string",
         "list[str]": "a list of strings",
         "table": "a table",
+        "list[table]": "a list of tables",
         "version": 'a quoted version like "3.11"',
     }[expected]
 
 
 def _example(section: str, key: str, expected: str) -> str:
-    examples = {"str": f'{key} = "..."', "list[str]": f'{key} = ["..."]', "table": f"[{section}.{key}]"}
+    examples = {"str": f'{key} = "..."', "list[str]": f'{key} = ["..."]', "table": f"[{section}.{key}]", "list[table]": f"[[{section}.{key}]]"}
     if expected == "version":
         return f'write it quoted: [{section}] {key} = "3.11" (a bare 3.10 is the number 3.1)'
     return f"write it as {examples[expected]} under [{section}]"

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from envtiers.settings import Project
 
 # The order `envtiers --help` lists them.
-COMMANDS = ("init", "lock", "check", "env", "export", "image")
+COMMANDS = ("init", "lock", "check", "env", "export", "image", "review")
 
 Handler = Callable[[Project, argparse.Namespace], int]
 

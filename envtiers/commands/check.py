@@ -11,6 +11,9 @@ from envtiers.settings import Project
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("check", help="verify lockfiles against their inputs (offline)")
     parser.add_argument("--tier", action="append", choices=tier_names(), help="only this tier (repeatable)")
+    parser.add_argument(
+        "--verbose", dest="coverage", action="store_true", help="also print each platform's coverage and download size"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -24,4 +27,8 @@ def run(project: Project, args: argparse.Namespace) -> int:
         print(f"{len(report.problems)} problem(s) in {len(report.checked)} lockfile(s)")
     else:
         print(f"{len(report.checked)} lockfile(s) consistent")
+    if args.coverage:
+        from envtiers.review.cli import print_coverage
+
+        print_coverage(project)
     return report.exit_code
