@@ -64,9 +64,7 @@ def print_coverage(project: Project) -> None:
 
 def register(commands: Any) -> None:
     """Add diff, audit and sbom to envtiers' subcommands (`commands` is argparse's subparsers action)."""
-    from envtiers.review.diff import FORMATS
-    from envtiers.review.locked import REVIEW_TIERS
-    from envtiers.review.sbom import SBOM_TIERS
+    from envtiers.review.names import FORMATS, REVIEW_TIERS, SBOM_TIERS
 
     diff = commands.add_parser("diff", help="what a lock change does: packages, sizes, CUDA libraries, advisories")
     diff.add_argument(

@@ -19,10 +19,9 @@ from packaging.version import InvalidVersion, Version
 
 from envtiers.errors import InputError
 from envtiers.review.locked import LockedPackage, LockedSet, load_locked
+from envtiers.review.names import FORMATS
 from envtiers.review.sizes import FileCatalog, human
 from envtiers.settings import Project
-
-FORMATS = ("text", "markdown", "json")
 
 
 @dataclass(frozen=True)

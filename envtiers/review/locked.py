@@ -19,9 +19,9 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from envtiers.errors import InputError, LockfileFormatError
+from envtiers.review.names import REVIEW_TIERS
 from envtiers.settings import Project
 
-REVIEW_TIERS = ("pip", "conda", "image")
 IMAGE_PLATFORM = "linux-64"
 # What counts as a CUDA/GPU library in a lock: NVIDIA's wheels and conda-forge's CUDA packages.
 GPU_PREFIXES = ("nvidia-", "cuda-")

@@ -22,9 +22,9 @@ from typing import Any
 from envtiers import __version__
 from envtiers.errors import InputError
 from envtiers.review.locked import IMAGE_PLATFORM, LockedPackage, LockedSet, load_locked
+from envtiers.review.names import SBOM_TIERS
 from envtiers.settings import Project
 
-SBOM_TIERS = ("pip", "conda", "image")
 DEFAULT_PLATFORM = "linux-64"
 
 
