@@ -68,6 +68,9 @@ def inject_into_job_containers(variables: dict[str, str]) -> None:
             environment.extend(f"{name}={value}" for name, value in variables.items())
         else:
             kwargs["environment"] = dict(variables)
+        # On the host network a container would take the host's name; a Batch container has its own.
+        job_id = (environment or {}).get("AWS_BATCH_JOB_ID", "") if isinstance(environment, dict) else ""
+        kwargs.setdefault("hostname", f"batch-job-{job_id[:12] or 'local'}")
         return original(self, image, command, stdout, stderr, remove, **kwargs)
 
     ContainerCollection.run = run  # type: ignore[method-assign]

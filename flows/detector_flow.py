@@ -102,7 +102,8 @@ class DetectorFlow(FlowSpec):
         self.y_pred = predictions_as_lists(result, self.class_names)
         self.confidences = [score for image in self.y_pred for score in image["confidences"]]
         title = f"DetectorFlow {current.run_id}: {self.model_config}"
-        current.card["evaluation"].extend(evaluation_card(result, title=title))
+        provenance = getattr(self, "envtiers_provenance", None)
+        current.card["evaluation"].extend(evaluation_card(result, title=title, provenance=provenance))
         print(f"mAP {result.ap:.3f}, AP50 {result.ap50:.3f}, AP75 {result.ap75:.3f} on {result.num_images} images")
         self.next(self.deploy)
 

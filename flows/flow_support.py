@@ -143,8 +143,9 @@ def predictions_as_lists(result: Any, class_names: tuple[str, ...]) -> list[dict
 
 
 # -- the evaluation card -------------------------------------------------------------------------
-def evaluation_card(result: Any, *, title: str) -> list[Any]:
-    """Card components: the COCO table, AP per class, the PR curves and sample detections."""
+def evaluation_card(result: Any, *, title: str, provenance: dict[str, Any] | None = None) -> list[Any]:
+    """Card components: the COCO table, AP per class, the PR curves and sample detections, and
+    where each step ran (`provenance`: the envtiers_provenance artifact)."""
     from metaflow.cards import Image, Markdown, Table
 
     def cell(value: float | None) -> str:
@@ -178,6 +179,11 @@ def evaluation_card(result: Any, *, title: str) -> list[Any]:
     if result.sample_paths:
         components.append(Markdown("## Sample detections (red: predicted, green: ground truth)"))
         components += [Image(Path(path).read_bytes(), label=Path(path).stem) for path in result.sample_paths]
+    if provenance:
+        from envtiers.runtime import PROVENANCE_HEADERS, provenance_rows
+
+        components.append(Markdown("## Provenance: the locked environment each step ran in"))
+        components.append(Table(provenance_rows(provenance), headers=list(PROVENANCE_HEADERS)))
     return components
 
 

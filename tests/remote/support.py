@@ -18,6 +18,8 @@ from typing import Any
 from tests.support import REPO_ROOT
 
 ENV_FILE_VARIABLE = "ENVTIERS_TEST_AWS_ENV"
+# The tiny remote flow's lock: its own package, Metaflow, and boto3 (the task's S3 datastore).
+REMOTE_SPEC = "purepkg\nmetaflow\nboto3\n"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,67 @@
+"""TinyFlow on AWS Batch (the local AWS: each job a real container) in each tier: every task's
+`envtiers_runtime` says batch, names its job and a container hostname, and the env was built
+inside the container from the lock shipped in the code package, not on this machine."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envtiers.settings import Project
+from tests.flows.support import client, run_flow, run_id_of
+from tests.remote.support import LocalAws
+
+pytestmark = pytest.mark.docker
+
+
+def runtime_artifacts(cwd: Path, run_id: str, env: dict[str, str]) -> dict[str, Any]:
+    return client(
+        f"""
+        run = Run("TinyFlow/{run_id}")
+        result = {{step.id: step.task.data.envtiers_runtime for step in run}}
+        result["_purepkg"] = run["start"].task.data.purepkg_version
+        """,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def assert_no_secret(local_aws: LocalAws, *texts: str) -> None:
+    definitions = json.dumps(local_aws.job_definitions())
+    for value in local_aws.secret_values:
+        assert value not in definitions
+        for text in texts:
+            assert value not in text
+
+
+def test_pip_tier_runs_every_step_on_batch_in_the_env_built_from_the_lock(
+    local_aws: LocalAws, remote_project: Project, tmp_path: Path
+) -> None:
+    env = local_aws.env()
+    flow = remote_project.root / "flows" / "tiny_flow.py"
+    done = run_flow(flow, ["--environment=envtiers-pip", "run", "--with", "batch"], cwd=remote_project.root, env=env)
+    assert done.returncode == 0, done.stdout[-4000:]
+    run_id = run_id_of(done.stdout)
+    runtime = runtime_artifacts(remote_project.root, run_id, env)
+    assert runtime.pop("_purepkg") == "2.0"  # what the lock pins
+    for step in ("start", "end"):
+        info = runtime[step]
+        assert info["scheduler"] == "batch", info
+        assert info["job_id"]
+        assert info["hostname"] != socket.gethostname()
+        assert info["tier"] == "pip"
+        assert info["python"].endswith(".envtiers/env/bin/python")
+        assert info["image"] == env["METAFLOW_BATCH_CONTAINER_IMAGE"]
+        assert info["platform"] == "linux-64"
+    assert runtime["start"]["job_id"] != runtime["end"]["job_id"]
+    jobs = local_aws.client("batch").describe_jobs(jobs=[runtime["start"]["job_id"]])["jobs"]
+    assert jobs[0]["status"] == "SUCCEEDED"
+    # The env was built in the containers: this machine's envtiers cache holds none.
+    assert not list((tmp_path / "cache").glob("**/.envtiers-complete.json"))
+    logs = "\n".join(local_aws.job_logs(runtime[step]["job_id"]) for step in ("start", "end"))
+    assert "building the pip environment" in logs
+    assert_no_secret(local_aws, done.stdout, logs)
