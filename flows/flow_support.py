@@ -35,14 +35,27 @@ def project_root() -> Path:
 
 
 # -- start ---------------------------------------------------------------------------------------
+def data_folder(data: str) -> Path:
+    """The dataset as a local folder: `data` itself (relative to the project), or for s3://...
+    a copy downloaded once per task into its temp dir (each remote task has its own disk)."""
+    from detector.errors import DetectorError
+    from detector.remote_data import download, is_s3
+
+    if is_s3(data):
+        try:
+            return download(data)
+        except DetectorError as error:
+            raise FlowInputError(error.headline, fix=error.fix) from None
+    folder = Path(data)
+    return folder if folder.is_absolute() else project_root() / folder
+
+
 def check_data(data: str) -> tuple[Path, int, int]:
-    """(absolute data folder, train images, test images); FlowInputError when unusable."""
+    """(local data folder, train images, test images); FlowInputError when unusable."""
     from detector.annotations import load_plantdoc
     from detector.errors import DetectorError
 
-    folder = Path(data)
-    if not folder.is_absolute():
-        folder = project_root() / folder
+    folder = data_folder(data)
     try:
         train, _ = load_plantdoc(folder, split="train")
         test, _ = load_plantdoc(folder, split="test")

@@ -43,7 +43,12 @@ def test_pip_tier_runs_every_step_on_batch_in_the_env_built_from_the_lock(
 ) -> None:
     env = local_aws.env()
     flow = remote_project.root / "flows" / "tiny_flow.py"
-    done = run_flow(flow, ["--environment=envtiers-pip", "run", "--with", "batch"], cwd=remote_project.root, env=env)
+    done = run_flow(
+        flow,
+        ["--environment=envtiers-pip", "run", "--with", "batch", "--with", "resources:gpu=1,cpu=2,memory=3000"],
+        cwd=remote_project.root,
+        env=env,
+    )
     assert done.returncode == 0, done.stdout[-4000:]
     run_id = run_id_of(done.stdout)
     runtime = runtime_artifacts(remote_project.root, run_id, env)
@@ -65,3 +70,8 @@ def test_pip_tier_runs_every_step_on_batch_in_the_env_built_from_the_lock(
     logs = "\n".join(local_aws.job_logs(runtime[step]["job_id"]) for step in ("start", "end"))
     assert "building the pip environment" in logs
     assert_no_secret(local_aws, done.stdout, logs)
+    # @resources reach the job definition Batch was given (moto records the GPU, gives none).
+    job = local_aws.client("batch").describe_jobs(jobs=[runtime["start"]["job_id"]])["jobs"][0]
+    definition = next(d for d in local_aws.job_definitions() if d["jobDefinitionArn"] == job["jobDefinition"])
+    requirements = {r["type"]: r["value"] for r in definition["containerProperties"]["resourceRequirements"]}
+    assert requirements == {"GPU": "1", "VCPU": "2", "MEMORY": "3000"}
