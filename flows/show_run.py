@@ -3,7 +3,8 @@
     python flows/show_run.py [RUN_ID]      # make run calls it after the flow
 
 Prints the run's status, where each step ran (scheduler, job, host, tier, lock, image), the
-metrics, the model and endpoint, and saves the evaluation card next to the run's files (runs/DetectorFlow/<run id>/card.html).
+metrics, the model and endpoint, and saves the evaluation card next to the run's files
+(runs/DetectorFlow/<run id>/card.html).
 """
 
 from __future__ import annotations

@@ -48,6 +48,8 @@ REMOTE_DISTS = (
     "python-dateutil",
     "six",
     "packaging",
+    "py-rattler",
+    "pyyaml",
 )
 
 

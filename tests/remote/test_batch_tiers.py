@@ -11,9 +11,17 @@ from typing import Any
 
 import pytest
 
-from envtiers.settings import Project
-from tests.flows.support import client, run_flow, run_id_of
-from tests.remote.support import LocalAws
+from envtiers.conda.environment import env_key, read_lock
+from envtiers.conda.locker import lock as lock_conda
+from envtiers.pip.locker import lock
+from envtiers.settings import Project, load_project
+from tests.conda.channel import ChannelServer
+from tests.conda.support import add_conda_tier
+from tests.flows.support import client, run_flow, run_id_of, write_tiny_flow
+from tests.remote.support import REMOTE_SPEC, LocalAws
+from tests.support import PackageIndex, write_project
+
+CONDA_ENVIRONMENT = "channels:\n  - conda-forge\ndependencies:\n  - python 3.11.*\n"
 
 pytestmark = pytest.mark.docker
 
@@ -75,3 +83,37 @@ def test_pip_tier_runs_every_step_on_batch_in_the_env_built_from_the_lock(
     definition = next(d for d in local_aws.job_definitions() if d["jobDefinitionArn"] == job["jobDefinition"])
     requirements = {r["type"]: r["value"] for r in definition["containerProperties"]["resourceRequirements"]}
     assert requirements == {"GPU": "1", "VCPU": "2", "MEMORY": "3000"}
+
+
+def test_conda_tier_runs_on_batch_in_the_env_built_from_the_conda_lock(
+    local_aws: LocalAws, remote_index: PackageIndex, conda_server: ChannelServer, tmp_path: Path
+) -> None:
+    # The tools the task bootstraps for the conda tier: py-rattler (installs the conda lock) too.
+    root = write_project(
+        tmp_path / "project",
+        requirements=REMOTE_SPEC,
+        index_url=remote_index.url,
+        platforms=("linux-64",),
+        tools="uv\npackaging\npy-rattler\npyyaml\n",
+    )
+    # The channel over http: the job containers share the host network, not its files.
+    add_conda_tier(root, mirror=conda_server.url, environment=CONDA_ENVIRONMENT)
+    write_tiny_flow(root)
+    project = load_project(root, cache_dir=tmp_path / "cache")
+    lock(project)
+    lock_conda(project)
+    env = local_aws.env()
+    done = run_flow(
+        root / "flows" / "tiny_flow.py", ["--environment=envtiers-conda", "run", "--with", "batch"], cwd=root, env=env
+    )
+    assert done.returncode == 0, done.stdout[-4000:]
+    platform, conda_lock = read_lock(project)
+    runtime = runtime_artifacts(root, run_id_of(done.stdout), env)
+    assert runtime.pop("_purepkg") == "2.0"
+    for info in runtime.values():
+        assert info["scheduler"] == "batch" and info["job_id"]
+        assert info["tier"] == "conda"
+        assert info["lock_hash"] == env_key(conda_lock, platform)
+        assert info["python"].endswith(".envtiers/env/bin/python")
+        assert info["hostname"] != socket.gethostname()
+    assert not list((tmp_path / "cache").glob("**/.envtiers-complete.json"))
