@@ -14,8 +14,8 @@ from envtiers.pip.locker import lock
 from envtiers.settings import Project, load_project
 from tests.flows.support import write_tiny_flow
 from tests.image.support import docker_ready
-from tests.remote.support import REMOTE_SPEC, LocalAws, start_local_aws
-from tests.support import PackageIndex, wheel_from_installed, write_project
+from tests.remote.support import LocalAws, start_local_aws, write_remote_project
+from tests.support import PackageIndex, wheel_from_installed
 
 
 @pytest.fixture(scope="session")
@@ -72,13 +72,7 @@ def remote_index(index_files: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def remote_project(tmp_path: Path, remote_index: PackageIndex) -> Project:
     """A tiny project for remote runs: purepkg + Metaflow + boto3 locked for linux-64, a tools lock
     (uv, packaging), and TinyFlow in flows/."""
-    root = write_project(
-        tmp_path / "project",
-        requirements=REMOTE_SPEC,
-        index_url=remote_index.url,
-        platforms=("linux-64",),
-        tools="uv\npackaging\n",
-    )
+    root = write_remote_project(tmp_path / "project", index_url=remote_index.url)
     write_tiny_flow(root)
     project = load_project(root, cache_dir=tmp_path / "cache")
     lock(project)

@@ -15,11 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, write_project
 
 ENV_FILE_VARIABLE = "ENVTIERS_TEST_AWS_ENV"
 # The tiny remote flow's lock: its own package, Metaflow, and boto3 (the task's S3 datastore).
 REMOTE_SPEC = "purepkg\nmetaflow\nboto3\n"
+# What a task bootstraps with pip from the tools lock: uv (and for the conda tier py-rattler).
+REMOTE_TOOLS = "uv\npackaging\n"
+CONDA_TOOLS = REMOTE_TOOLS + "py-rattler\npyyaml\n"
+
+
+def write_remote_project(root: Path, *, index_url: str, tools: str = REMOTE_TOOLS) -> Path:
+    """A tiny linux-64 project for remote runs, locking REMOTE_SPEC and `tools` against `index_url`
+    (an index on 127.0.0.1: the job containers share the host network)."""
+    return write_project(root, requirements=REMOTE_SPEC, index_url=index_url, platforms=("linux-64",), tools=tools)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from envtiers.pip.locker import lock
 from envtiers.settings import Project, load_project
 from tests.flows.support import client, run_flow, run_id_of
 from tests.image.support import add_image_files, infra_from_env, remove_images
-from tests.remote.support import REMOTE_SPEC, LocalAws
-from tests.support import PackageIndex, write_project
+from tests.remote.support import LocalAws, write_remote_project
+from tests.support import PackageIndex
 
 pytestmark = pytest.mark.docker
 
@@ -54,13 +54,7 @@ def image_project(
     for the module; yields it, its record and the environment remote runs need."""
     infra = infra_from_env()
     tmp = tmp_path_factory.mktemp("batch-image")
-    root = write_project(
-        tmp / "project",
-        requirements=REMOTE_SPEC,
-        index_url=remote_index.url,
-        platforms=("linux-64",),
-        tools="uv\npackaging\n",
-    )
+    root = write_remote_project(tmp / "project", index_url=remote_index.url)
     namespace = infra.namespace()
     add_image_files(root, registry=namespace, base_image=infra.base_image)
     (root / "flows").mkdir()

@@ -18,8 +18,8 @@ from envtiers.settings import Project, load_project
 from tests.conda.channel import ChannelServer
 from tests.conda.support import add_conda_tier
 from tests.flows.support import client, run_flow, run_id_of, write_tiny_flow
-from tests.remote.support import REMOTE_SPEC, LocalAws
-from tests.support import PackageIndex, write_project
+from tests.remote.support import CONDA_TOOLS, LocalAws, write_remote_project
+from tests.support import PackageIndex
 
 CONDA_ENVIRONMENT = "channels:\n  - conda-forge\ndependencies:\n  - python 3.11.*\n"
 
@@ -89,13 +89,7 @@ def test_conda_tier_runs_on_batch_in_the_env_built_from_the_conda_lock(
     local_aws: LocalAws, remote_index: PackageIndex, conda_server: ChannelServer, tmp_path: Path
 ) -> None:
     # The tools the task bootstraps for the conda tier: py-rattler (installs the conda lock) too.
-    root = write_project(
-        tmp_path / "project",
-        requirements=REMOTE_SPEC,
-        index_url=remote_index.url,
-        platforms=("linux-64",),
-        tools="uv\npackaging\npy-rattler\npyyaml\n",
-    )
+    root = write_remote_project(tmp_path / "project", index_url=remote_index.url, tools=CONDA_TOOLS)
     # The channel over http: the job containers share the host network, not its files.
     add_conda_tier(root, mirror=conda_server.url, environment=CONDA_ENVIRONMENT)
     write_tiny_flow(root)

@@ -17,7 +17,8 @@ from metaflow.metaflow_environment import MetaflowEnvironment
 from metaflow.packaging_sys import ContentType
 
 # What a remote task needs besides the flow's own folder: the toolkit, the settings and the locks.
-ALWAYS_PACKAGED = ("envtiers", "envs", "lockfiles")
+# docker/Dockerfile: `envtiers check` in an image-tier task compares the record with its hash.
+ALWAYS_PACKAGED = ("envtiers", "envs", "lockfiles", "docker/Dockerfile")
 # Set in [flow] include of envs/tiers.toml: the project's own packages the steps import.
 REMOTE_DECORATORS = ("batch", "kubernetes")
 PACKAGED_SUFFIXES = (".py", ".txt", ".toml", ".yml", ".yaml", ".json", ".in", ".md")
@@ -149,8 +150,10 @@ class TierEnvironment(MetaflowEnvironment):
             if name == "envtiers" and not (base / name).is_dir():
                 base = _toolkit_root()  # an installed envtiers: the remote task needs it too
             top = base / name
-            candidates = [top] if top.is_file() else sorted(top.rglob("*"))
-            for path in candidates:
+            if top.is_file():  # a file named explicitly: shipped whatever its suffix
+                files.append((str(top), str(top.relative_to(base)), ContentType.USER_CONTENT))
+                continue
+            for path in sorted(top.rglob("*")):
                 if not path.is_file() or "__pycache__" in path.parts or path.suffix not in PACKAGED_SUFFIXES:
                     continue
                 files.append((str(path), str(path.relative_to(base)), ContentType.USER_CONTENT))
