@@ -134,6 +134,25 @@ def setup(endpoint: str, *, bucket: str, queue: str, region: str) -> dict[str, s
     return {"role": role, "queue": queue, "bucket": bucket}
 
 
+def report_resource_requirements() -> None:
+    """DescribeJobs as AWS answers it: `container.resourceRequirements` holds the job's effective
+    GPU/VCPU/MEMORY (Metaflow sends @resources as SubmitJob containerOverrides; moto keeps them
+    but leaves them out of its answer)."""
+    from moto.batch.models import Job
+
+    original = Job._container_details
+
+    def details(self):  # type: ignore[no-untyped-def]
+        result = original(self)
+        requirements = {r["type"]: r for r in self.job_definition.container_properties.get("resourceRequirements", [])}
+        requirements.update({r["type"]: r for r in self.container_overrides.get("resourceRequirements", [])})
+        if requirements:
+            result["resourceRequirements"] = list(requirements.values())
+        return result
+
+    Job._container_details = details  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     commands = parser.add_subparsers(dest="command", required=True)
@@ -166,6 +185,7 @@ def main() -> None:
             "AWS_EXECUTION_ENV": "AWS_ECS_EC2",
         }
     )
+    report_resource_requirements()
     from moto.server import main as moto_main
 
     moto_main(["-H", "127.0.0.1", "-p", str(args.port)])

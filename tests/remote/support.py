@@ -22,7 +22,7 @@ ENV_FILE_VARIABLE = "ENVTIERS_TEST_AWS_ENV"
 REMOTE_SPEC = "purepkg\nmetaflow\nboto3\n"
 # What a task bootstraps with pip from the tools lock: uv (and for the conda tier py-rattler).
 REMOTE_TOOLS = "uv\npackaging\n"
-CONDA_TOOLS = REMOTE_TOOLS + "py-rattler\npyyaml\n"
+CONDA_TOOLS = REMOTE_TOOLS + "py-rattler\nconda-lock\n"
 
 
 def write_remote_project(root: Path, *, index_url: str, tools: str = REMOTE_TOOLS) -> Path:
