@@ -5,6 +5,9 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 TIER ?= pip
+# REMOTE=batch: every step of make run / make resume runs on AWS Batch (--with batch), with the
+# Metaflow settings from the environment (README: Remote runs). Empty: everything runs here.
+REMOTE ?=
 TOOLS := .tools
 VENV := .venv
 # envtiers runs from the source tree on the bootstrap interpreter (uv, packaging, and py-rattler +
@@ -27,11 +30,12 @@ ENVTIERS_FLOW := flows/detector_flow.py
 ENVTIERS_RUN_DEPS := venv sample
 ENVTIERS_RESUME_DEPS := venv
 ENVTIERS_AFTER_RUN := USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py
+ENVTIERS_REMOTE_HINT := ; on this machine: eval "$$(.ci/docker-up)"; eval "$$(.ci/aws-up)"
 include envtiers/scaffold/templates/envtiers.mk
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "Variables: TIER=pip|conda|image (make run), PYTEST_ARGS=... (make test)"
+	@echo "Variables: TIER=pip|conda|image, REMOTE=batch (make run/resume), PYTEST_ARGS=... (make test)"
 
 $(TOOLS)/.ok: lockfiles/tools.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \

@@ -324,7 +324,12 @@ def _describe(expected: str) -> str:
 
 
 def _example(section: str, key: str, expected: str) -> str:
-    examples = {"str": f'{key} = "..."', "list[str]": f'{key} = ["..."]', "table": f"[{section}.{key}]", "list[table]": f"[[{section}.{key}]]"}
+    examples = {
+        "str": f'{key} = "..."',
+        "list[str]": f'{key} = ["..."]',
+        "table": f"[{section}.{key}]",
+        "list[table]": f"[[{section}.{key}]]",
+    }
     if expected == "version":
         return f'write it quoted: [{section}] {key} = "3.11" (a bare 3.10 is the number 3.1)'
     return f"write it as {examples[expected]} under [{section}]"

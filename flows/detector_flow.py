@@ -28,7 +28,9 @@ class DetectorFlow(FlowSpec):
     compute = Config("compute", default_value=COMPUTE_DEFAULTS)
 
     data = Parameter(
-        "data", default="data/sample", help="PlantDoc-layout folder (TRAIN/, TEST/); relative to the project"
+        "data",
+        default="data/sample",
+        help="PlantDoc-layout folder (TRAIN/, TEST/), relative to the project, or s3://bucket/prefix/",
     )
     model_config = Parameter("model-config", default="default", help="model configuration: test, default or full")
     epochs = Parameter("epochs", default=0, type=int, help="training epochs (0: the configuration's)")
@@ -64,13 +66,14 @@ class DetectorFlow(FlowSpec):
     @step
     def augment_data_train_model(self):
         """Augment (flip, jittered resize) and train; the run's weights become an artifact."""
-        from flow_support import pack_run, png_bytes, run_dir_for
+        from flow_support import data_folder, pack_run, png_bytes, run_dir_for
 
         from detector.pipeline import augmented_sample, train_on_folder
 
         run_dir = run_dir_for(current.flow_name, current.run_id)
+        data_dir = data_folder(self.data)  # this task's copy (S3: downloaded here, once)
         trained = train_on_folder(
-            self.data_dir,
+            data_dir,
             run_dir,
             config_name=self.model_config,
             epochs=self.epochs or None,
@@ -82,7 +85,7 @@ class DetectorFlow(FlowSpec):
         self.history = trained.history
         self.train_seconds = trained.seconds
         self.trained_run = pack_run(run_dir)
-        sample = augmented_sample(self.data_dir, run_dir, seed=self.seed)
+        sample = augmented_sample(data_dir, run_dir, seed=self.seed)
         self.sample_image, self.sample_boxes, self.sample_classes = sample["image"], sample["boxes"], sample["classes"]
         self.sample_image_png = png_bytes(self.sample_image)
         self.next(self.evaluate_model)
@@ -91,18 +94,26 @@ class DetectorFlow(FlowSpec):
     @step
     def evaluate_model(self):
         """COCO mAP on the TEST split (pycocotools), logged to W&B, shown on the card."""
-        from flow_support import evaluation_card, fail_if_injected, predictions_as_lists, run_dir_for, unpack_run
+        from flow_support import (
+            data_folder,
+            evaluation_card,
+            fail_if_injected,
+            predictions_as_lists,
+            run_dir_for,
+            unpack_run,
+        )
 
         from detector.pipeline import evaluate_run
 
         fail_if_injected(current.step_name)
         run_dir = unpack_run(self.trained_run, run_dir_for(current.flow_name, current.run_id))
-        result = evaluate_run(run_dir, self.data_dir, wandb_mode=self.wandb_run_mode)
+        result = evaluate_run(run_dir, data_folder(self.data), wandb_mode=self.wandb_run_mode)
         self.eval_result = result.to_dict()
         self.y_pred = predictions_as_lists(result, self.class_names)
         self.confidences = [score for image in self.y_pred for score in image["confidences"]]
         title = f"DetectorFlow {current.run_id}: {self.model_config}"
-        current.card["evaluation"].extend(evaluation_card(result, title=title))
+        provenance = getattr(self, "envtiers_provenance", None)
+        current.card["evaluation"].extend(evaluation_card(result, title=title, provenance=provenance))
         print(f"mAP {result.ap:.3f}, AP50 {result.ap50:.3f}, AP75 {result.ap75:.3f} on {result.num_images} images")
         self.next(self.deploy)
 

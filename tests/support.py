@@ -295,6 +295,7 @@ def wheel_from_installed(dest: Path, name: str) -> Path:
 
     Lets the local index serve real packages, such as Metaflow and requests, without a network:
     the files, metadata and tags are those pip installed, re-zipped with a fresh RECORD.
+    Native executables installed into bin/ (uv's binary) are carried as .data/scripts.
     """
     from importlib.metadata import distribution
 
@@ -328,6 +329,6 @@ def wheel_from_installed(dest: Path, name: str) -> Path:
         for member, data in sorted(files.items()):
             info = zipfile.ZipInfo(member, date_time=_EPOCH)
             if ".data/scripts/" in member:
-                info.external_attr = 0o755 << 16
+                info.external_attr = 0o100755 << 16  # installers keep the executable bit
             archive.writestr(info, data)
     return out

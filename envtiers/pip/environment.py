@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from envtiers import envcache
-from envtiers.errors import InputError
 from envtiers.hashing import input_hash
 from envtiers.pip import lockfile
 from envtiers.pip.link import link_project as link_into
