@@ -33,6 +33,7 @@ class TrainedRun:
     history: dict[str, list[float]]
     seconds: float
     wandb_mode: str
+    report: Any = None  # the training split's LoadReport: what was dropped, rescaled, mismatched
 
 
 def train_on_folder(
@@ -57,7 +58,9 @@ def train_on_folder(
 
     overrides = {k: v for k, v in (overrides or {}).items() if v}
     config = _config(config_name, overrides)
-    records, _ = load_plantdoc(Path(data_dir), split="train")
+    records, report = load_plantdoc(Path(data_dir), split="train")
+    for line in report.details():
+        log.warning("%s", line)
     train_records, val_records = split_records(records, seed=seed)
     class_map = build_class_map(records)
     run_dir = Path(run_dir)
@@ -93,6 +96,7 @@ def train_on_folder(
         history=result.history,
         seconds=result.seconds,
         wandb_mode=result.wandb_mode,
+        report=report,
     )
 
 
