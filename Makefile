@@ -67,6 +67,9 @@ check-tier:
 sample: venv ## Generate the synthetic PlantDoc-layout sample dataset in data/sample (once)
 	@test -f data/sample/train_labels.csv || $(VENV)/bin/python -m detector sample
 
+data: venv ## Download the real PlantDoc dataset (GitHub archive at a pinned commit, CC BY 4.0) into data/plantdoc
+	$(VENV)/bin/python -m detector fetch plantdoc --out data/plantdoc
+
 run: check-tier venv sample ## Run the detector flow in the chosen tier (TIER=pip|conda|image, RUN_ARGS=...)
 	@$(FLOW) run $(RUN_ARGS) || { status=$$?; USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py; exit $$status; }
 	@USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py
@@ -81,4 +84,4 @@ image: tools ## Build, push and pin the GPU image (REGISTRY=..., BASE_IMAGE=name
 clean: ## Remove .tools/ and .venv/ (the envtiers cache in ~/.cache/envtiers stays)
 	rm -rf $(TOOLS) $(VENV)
 
-.PHONY: help tools venv lock relock upgrade check test lint bench check-tier sample run resume image clean
+.PHONY: help tools venv lock relock upgrade check test lint bench check-tier sample data run resume image clean
