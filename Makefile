@@ -15,7 +15,8 @@ PYTEST_ARGS ?=
 RUN_ARGS ?= --model-config test --wandb-mode offline
 # Metaflow refuses to run as "root" (it names runs after the user): fall back to a neutral name.
 METAFLOW_USER := $(if $(filter-out root,$(USER)),$(USER),envtiers)
-FLOW := PYTHONPATH=$(CURDIR) USER=$(METAFLOW_USER) TF_CPP_MIN_LOG_LEVEL=2 \
+# VERBOSE=1 keeps TensorFlow's start-up lines (cuInit, oneDNN, absl), which detector.quiet drops.
+FLOW := PYTHONPATH=$(CURDIR) USER=$(METAFLOW_USER) TF_CPP_MIN_LOG_LEVEL=$(if $(VERBOSE),0,3) DETECTOR_VERBOSE=$(VERBOSE) \
 	$(VENV)/bin/python flows/detector_flow.py --environment=envtiers-$(TIER)
 
 help: ## Show this help

@@ -306,9 +306,18 @@ def _add_deploy(commands: Any) -> None:
     deploy.set_defaults(handler=cmd_deploy)
 
 
+_TENSORFLOW_COMMANDS = frozenset({"train", "evaluate", "export", "serve", "deploy"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if args.verbose:
+        os.environ["DETECTOR_VERBOSE"] = "1"  # the servers and flows it starts keep TensorFlow's own lines too
+    if args.command in _TENSORFLOW_COMMANDS:
+        from detector.quiet import quiet_tensorflow
+
+        quiet_tensorflow(verbose=args.verbose or None)
     try:
         return int(args.handler(args))
     except DetectorError as error:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from detector.errors import InputError
+from detector.quiet import quiet_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def train_on_folder(
     keeps them, so evaluation and export rebuild the same model.
     Raises DatasetError for an unusable folder, InputError for an unknown configuration or field.
     """
+    quiet_tensorflow()
     from detector.data import build_class_map, load_plantdoc, make_dataset, save_class_map, split_records
     from detector.train import train
 
@@ -126,6 +128,7 @@ def evaluate_run(
 
     Returns the EvalResult (also saved as ``eval.json``).
     """
+    quiet_tensorflow()
     from detector.data import load_plantdoc, make_dataset
     from detector.evaluate import evaluate, log_to_wandb
     from detector.export import model_from_weights
@@ -168,6 +171,7 @@ def deploy_run(
     ``sagemaker`` (endpoint_name, role_arn, bucket, image_uri, optional region). Returns the model
     location, its SHA-256, the endpoint URL and the smoke test's outcome.
     """
+    quiet_tensorflow()
     from detector.deploy import SageMakerTarget, deploy_local, deploy_sagemaker
     from detector.export import export_model, model_from_weights, package_model_tar
 
@@ -206,6 +210,7 @@ def deploy_run(
 def augmented_sample(data_dir: Path, run_dir: Path, *, seed: int = 0) -> dict[str, Any]:
     """The first image of the first training batch as the model sees it (flipped, jittered,
     resized), with its boxes and class names: what to look at when training goes wrong."""
+    quiet_tensorflow()
     import numpy as np
 
     from detector.augment import augment_batches
