@@ -132,7 +132,7 @@ def evaluate_run(
     from detector.data import load_plantdoc, make_dataset
     from detector.evaluate import evaluate, log_to_wandb
     from detector.export import model_from_weights
-    from detector.train import finish_wandb, start_wandb
+    from detector.tracking import finish_wandb, start_wandb
 
     record, config, class_map = load_run(run_dir)
     data_dir = Path(data_dir or record["data_dir"])
