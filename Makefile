@@ -18,14 +18,13 @@ PYTEST_ARGS ?=
 RUN_ARGS ?= --model-config test --wandb-mode offline
 # Metaflow refuses to run as "root" (it names runs after the user): fall back to a neutral name.
 METAFLOW_USER := $(if $(filter-out root,$(USER)),$(USER),envtiers)
-FLOW := PYTHONPATH=$(CURDIR) USER=$(METAFLOW_USER) TF_CPP_MIN_LOG_LEVEL=2 \
-	$(VENV)/bin/python flows/detector_flow.py --environment=envtiers-$(TIER)
 
 # lock, relock, upgrade, check, image, env, run and resume come from the same envtiers.mk that
 # `envtiers init` writes into other projects (envtiers/scaffold/templates/envtiers.mk): this
 # repository is configured through its variables only, so the two cannot drift.
 ENVTIERS_DEPS := tools
-ENVTIERS_PYTHON := PYTHONPATH=$(CURDIR) TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/python
+# VERBOSE=1 keeps TensorFlow's start-up lines (cuInit, oneDNN, absl), which detector.quiet drops.
+ENVTIERS_PYTHON := PYTHONPATH=$(CURDIR) TF_CPP_MIN_LOG_LEVEL=$(if $(VERBOSE),0,3) DETECTOR_VERBOSE=$(VERBOSE) $(VENV)/bin/python
 ENVTIERS_FLOW := flows/detector_flow.py
 ENVTIERS_RUN_DEPS := venv sample
 ENVTIERS_RESUME_DEPS := venv
@@ -74,7 +73,10 @@ dist: venv ## Build the envtiers wheel (the toolkit and its Metaflow extension, 
 	$(VENV)/bin/python -m build --wheel --no-isolation --outdir dist .
 	rm -rf build/lib build/bdist.* envtiers.egg-info
 
+data: venv ## Download the real PlantDoc dataset (GitHub archive at a pinned commit, CC BY 4.0) into data/plantdoc
+	$(VENV)/bin/python -m detector fetch plantdoc --out data/plantdoc
+
 clean: ## Remove .tools/ and .venv/ (the envtiers cache in ~/.cache/envtiers stays)
 	rm -rf $(TOOLS) $(VENV)
 
-.PHONY: help tools venv audit test lint bench sample dist clean
+.PHONY: help tools venv audit test lint bench sample data dist clean

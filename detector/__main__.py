@@ -79,6 +79,37 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from detector.fetch import DATASETS, fetch_dataset, terminal_progress
+
+    source = DATASETS.get(args.dataset)
+    out = args.out or config.DATA_DIR / args.dataset
+    fetched = fetch_dataset(
+        args.dataset,
+        out=out,
+        url=args.url,
+        sha256=args.sha256,
+        force=args.force,
+        progress=None if args.quiet else terminal_progress(f"fetch {args.dataset}"),
+    )
+    if fetched.downloaded_bytes == 0 and fetched.resumed_from == 0:
+        print(f"{fetched.path} is already fetched from {fetched.url} (sha256 {fetched.sha256})")
+    else:
+        resumed = f", resumed at {fetched.resumed_from:,} bytes" if fetched.resumed_from else ""
+        print(f"fetched {fetched.url} into {fetched.path}{resumed}")
+    if source is not None:
+        print(f"licence: {source.licence}")
+    if fetched.verified:
+        print(f"sha256 {fetched.sha256}: verified")
+    else:
+        print(
+            f"sha256 {fetched.sha256}: NOT verified, no digest is pinned for this archive (trust on first use). "
+            f"Pin it: set sha256 of {args.dataset!r} in detector/fetch.py, or pass --sha256 {fetched.sha256}",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
 def _decoder_overrides(args: argparse.Namespace) -> dict[str, Any]:
     names = ("confidence_threshold", "iou_threshold", "max_detections")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
@@ -195,10 +226,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path, help="dataset folder (default: the one the run trained on)")
     evaluate.add_argument("--wandb", choices=("auto", "online", "offline", "disabled"), default="auto")
     evaluate.set_defaults(handler=cmd_evaluate)
+    _add_fetch(commands)
     _add_export(commands)
     _add_serve(commands)
     _add_deploy(commands)
     return parser
+
+
+def _add_fetch(commands: Any) -> None:
+    fetch = commands.add_parser(
+        "fetch",
+        help="download a public dataset at a pinned commit (plantdoc), verify and unpack it",
+        description="Download the dataset's GitHub archive at its pinned commit (resuming a partial download), "
+        "check its sha256, unpack it into a temporary folder and rename that to --out.",
+    )
+    fetch.add_argument("dataset", choices=("plantdoc",), help="the dataset")
+    fetch.add_argument("--out", type=Path, help=f"folder to create (default: {config.DATA_DIR}/DATASET)")
+    fetch.add_argument("--url", help="download from this mirror of the archive instead")
+    fetch.add_argument("--sha256", help="the archive digest to require (default: the pinned one, if any)")
+    fetch.add_argument("--force", action="store_true", help="replace an --out that holds something else")
+    fetch.add_argument("--quiet", action="store_true", help="no progress bar")
+    fetch.set_defaults(handler=cmd_fetch)
 
 
 def _add_export(commands: Any) -> None:
@@ -274,9 +322,18 @@ def _add_deploy(commands: Any) -> None:
     deploy.set_defaults(handler=cmd_deploy)
 
 
+_TENSORFLOW_COMMANDS = frozenset({"train", "evaluate", "export", "serve", "deploy"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if args.verbose:
+        os.environ["DETECTOR_VERBOSE"] = "1"  # the servers and flows it starts keep TensorFlow's own lines too
+    if args.command in _TENSORFLOW_COMMANDS:
+        from detector.quiet import quiet_tensorflow
+
+        quiet_tensorflow(verbose=args.verbose or None)
     try:
         return int(args.handler(args))
     except DetectorError as error:

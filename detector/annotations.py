@@ -13,12 +13,15 @@ What the real files hold (checked on the release): the XML ``<filename>`` is the
 which is the XML's name with ``.xml`` replaced by ``.jpg`` (``tomatofactsheet.png.xml`` ->
 ``tomatofactsheet.png.png``, ``DSCN1015.JPG.xml`` -> ``DSCN1015.JPG.jpg``); names keep ``%20``,
 ``?``, ``&``, ``,`` and ``+`` literally; ``<folder>`` and ``<path>`` carry stray whitespace and
-tabs. The image is looked up by ``<filename>``, then ``<path>``'s last part, then the XML stem
-with an image suffix (or the stem itself when it ends in one), then the URL-decoded forms of
-those. Sizes come from the image's header (Pillow reads it without decoding): a few
-annotations say 0x0, and their boxes run past the image. When a stated size differs from the
-image's, the boxes are rescaled to the image; when one CSV name covers two different images
-(``Early-blight.jpg`` in train_labels.csv), the rows stating the other size are dropped.
+tabs. An XML's image is the one beside it: the XML stem with an image suffix (or the stem itself
+when it ends in one), URL-decoded forms too; ``<filename>`` and ``<path>`` are followed only when
+no such image exists, and a ``<filename>`` naming another image is reported (the release's
+``Early-blight-example.ashx?mw=250.xml`` says ``Early-blight.jpg``). Every image is decoded in
+full once (:mod:`detector.images`, cached by size and mtime): truncated, corrupt or non-image
+files are dropped and named. A few annotations state 0x0, and their boxes run past the image;
+when a stated size differs from the image's, the boxes are rescaled to the image and the report
+names the file; when one CSV name covers two different images (``Early-blight.jpg`` in
+train_labels.csv), the rows stating the other size are dropped.
 
 Bad input: with ``strict=False`` (the default) an annotation that cannot be parsed, or an image
 that is missing or unreadable, is skipped and listed in ``LoadReport.skipped`` with its reason,
@@ -40,8 +43,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from PIL import Image, UnidentifiedImageError
-
 from detector import config
 from detector.errors import (
     AnnotationError,
@@ -51,6 +52,7 @@ from detector.errors import (
     MissingImageError,
     UnreadableImageError,
 )
+from detector.images import DecodeCache, default_cache
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,14 @@ class LoadReport:
     images_rescaled: int = 0  # annotated size differs from the image's: boxes scaled to the image
     skipped: list[Skipped] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # "annotation: class (x0, y0, x1, y1): why"
+    rescaled: list[str] = field(default_factory=list)  # "annotation: image, annotated WxH, image WxH"
+    name_mismatches: list[str] = field(default_factory=list)  # XML <filename> naming another image
+    images_decoded: int = 0  # fully decoded now (the others came from the decode cache)
+
+    @property
+    def unreadable(self) -> list[Skipped]:
+        """Images dropped because they do not decode (truncated, corrupt, not an image)."""
+        return [s for s in self.skipped if "not a readable image" in s.reason]
 
     def summary(self) -> str:
         text = (
@@ -119,9 +129,23 @@ class LoadReport:
         )
         if self.sizes_from_image or self.images_rescaled:
             text += f", {self.sizes_from_image} sizes read from the image, {self.images_rescaled} rescaled"
+        if self.name_mismatches:
+            text += f", {len(self.name_mismatches)} XML <filename> naming another image"
         if self.skipped:
             text += f", {len(self.skipped)} skipped (first: {self.skipped[0].item}: {self.skipped[0].reason})"
+        if self.unreadable:
+            names = [s.item for s in self.unreadable]
+            text += f"; dropped {len(names)} unreadable image(s): {', '.join(names[:10])}"
+            text += ", ..." if len(names) > 10 else ""
         return text
+
+    def details(self) -> list[str]:
+        """One line per file the loader changed or dropped: what to look at in a dataset."""
+        return (
+            [f"skipped {s.item}: {s.reason}" for s in self.skipped]
+            + [f"rescaled {line}" for line in self.rescaled]
+            + [f"<filename> mismatch {line}" for line in self.name_mismatches]
+        )
 
 
 @dataclass(frozen=True)
@@ -134,10 +158,16 @@ class _RawBox:
 class _Reader:
     """Shared by the loaders: finds images, reads their size, fits boxes, records problems."""
 
-    def __init__(self, source: str, *, strict: bool) -> None:
+    def __init__(self, source: str, *, strict: bool, decode: DecodeCache | None = None) -> None:
         self.report = LoadReport(source=source)
         self.strict = strict
+        self.decode = decode if decode is not None else default_cache()
         self._listings: dict[Path, frozenset[str]] = {}
+
+    def finish(self) -> LoadReport:
+        self.decode.save()
+        self.report.images_decoded = self.decode.decoded
+        return self.report
 
     def problem(self, item: str, error: DatasetError) -> None:
         if self.strict:
@@ -156,10 +186,9 @@ class _Reader:
 
     def image_size(self, path: Path) -> tuple[int, int] | None:
         try:
-            with Image.open(path) as image:  # reads the header only
-                return image.size
-        except (OSError, UnidentifiedImageError) as error:
-            self.problem(path.name, UnreadableImageError(path, str(error) or type(error).__name__))
+            return self.decode.check(path)  # decoded in full once, then cached by size + mtime
+        except UnreadableImageError as error:
+            self.problem(path.name, error)
             return None
 
     def add(self, image: Path, size: tuple[int, int], raw: Sequence[_RawBox], annotation: str) -> AnnotatedImage:
@@ -187,6 +216,11 @@ class _Reader:
             self.report.boxes_kept += 1
             self.report.boxes_clipped += fitted != coords
             boxes.append(Box(box.label, *fitted))
+        if rescaled:
+            stated = next(b.size for b in raw if b.size[0] > 0 and b.size[1] > 0 and b.size != size)
+            self.report.rescaled.append(
+                f"{annotation}: {image.name}, annotated {stated[0]}x{stated[1]}, image {width}x{height}"
+            )
         self.report.images += 1
         self.report.images_rescaled += rescaled
         return AnnotatedImage(image=image, width=width, height=height, boxes=tuple(boxes), annotation=annotation)
@@ -264,27 +298,62 @@ def _parse_voc(path: Path) -> tuple[list[str | None], list[_RawBox]]:
     return [root.findtext("filename"), root.findtext("path")], boxes
 
 
-def read_voc_dir(folder: Path, *, strict: bool = False) -> tuple[list[AnnotatedImage], LoadReport]:
-    """Read every ``*.xml`` in ``folder`` (sorted by name) with the image each refers to.
+def read_voc_dir(
+    folder: Path, *, strict: bool = False, decode: DecodeCache | None = None
+) -> tuple[list[AnnotatedImage], LoadReport]:
+    """Read every ``*.xml`` in ``folder`` (sorted by name) with the image it belongs to.
 
-    Returns the images with their clipped boxes and the report. Raises AnnotationError,
-    MissingImageError or UnreadableImageError for the first bad file when ``strict``.
+    An XML's boxes belong to the image beside it (same stem, see :func:`_image_names`); a
+    ``<filename>`` naming another image is reported in ``LoadReport.name_mismatches``. Only when
+    no image sits beside the XML is ``<filename>`` (then ``<path>``) followed, and reported, unless
+    that image has an XML of its own. Returns the images with their clipped boxes and the report.
+    Raises AnnotationError, MissingImageError or UnreadableImageError for the first bad file when
+    ``strict``. ``decode`` is the decode-check cache (default: the user's, see detector.images).
     """
-    reader = _Reader(folder.name.strip() or str(folder), strict=strict)
+    reader = _Reader(folder.name.strip() or str(folder), strict=strict, decode=decode)
+    xmls = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".xml" and p.is_file())
+    stems = {xml.name[: -len(".xml")] for xml in xmls}
     records = []
-    for xml in sorted(p for p in folder.iterdir() if p.suffix.lower() == ".xml" and p.is_file()):
+    for xml in xmls:
         try:
             names, raw = _parse_voc(xml)
         except AnnotationError as error:
             reader.problem(xml.name, error)
             continue
-        image, tried = reader.find_image(folder, _image_names(*names, stem=xml.name[: -len(".xml")]))
+        stem = xml.name[: -len(".xml")]
+        tag = PurePosixPath((names[0] or "").strip().replace("\\", "/")).name
+        beside = _image_names(stem=stem)
+        if tag in beside:  # "DSCN1015.JPG.xml" + <filename>DSCN1015.JPG.jpg: the tag picks among them
+            beside.insert(0, tag)
+        image, tried = reader.find_image(folder, beside)
+        if image is None:
+            image, more = reader.find_image(folder, _image_names(*names))
+            tried += more
+            if image is not None and _stem_of(image.name) in stems - {stem}:
+                reader.problem(
+                    xml.name,
+                    AnnotationError(
+                        xml.name, f"no image beside it, and its <filename> {image.name} has an XML of its own"
+                    ),
+                )
+                continue
         if image is None:
             reader.problem(xml.name, MissingImageError(xml.name, folder, tried))
             continue
+        if image.name not in beside:
+            reader.report.name_mismatches.append(
+                f"{xml.name}: no image beside it; boxes go to {image.name}, named in it"
+            )
+        elif tag and tag != image.name and unquote(tag) != unquote(image.name):
+            reader.report.name_mismatches.append(f"{xml.name}: <filename> is {tag}; boxes go to {image.name} beside it")
         if (size := reader.image_size(image)) is not None:
             records.append(reader.add(image, size, raw, xml.name))
-    return records, reader.report
+    return records, reader.finish()
+
+
+def _stem_of(image_name: str) -> str:
+    path = PurePosixPath(image_name)
+    return path.stem if path.suffix in IMAGE_SUFFIXES else image_name
 
 
 def read_labels_csv(path: Path, image_dir: Path, *, strict: bool = False) -> tuple[list[AnnotatedImage], LoadReport]:
@@ -324,7 +393,7 @@ def read_labels_csv(path: Path, image_dir: Path, *, strict: bool = False) -> tup
             continue
         if (actual := reader.image_size(image)) is not None:
             records.append(reader.add(image, actual, raw, path.name))
-    return records, reader.report
+    return records, reader.finish()
 
 
 def read_coco(
@@ -366,7 +435,7 @@ def read_coco(
             continue
         if (size := reader.image_size(image)) is not None:
             records.append(reader.add(image, size, by_image.get(entry.get("id"), []), path.name))
-    return records, reader.report
+    return records, reader.finish()
 
 
 def _child_dir(root: Path, name: str) -> Path | None:

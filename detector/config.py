@@ -13,6 +13,16 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent
 # `/data/` is git-ignored: generated and downloaded datasets live there.
 DATA_DIR = Path(os.environ.get("DETECTOR_DATA_DIR", PROJECT_ROOT / "data"))
+
+
+def cache_dir() -> Path:
+    """Where the detector caches what it can recompute (decode checks): $DETECTOR_CACHE_DIR, else
+    $XDG_CACHE_HOME/detector, else ~/.cache/detector. Read at call time, so tests can move it."""
+    if os.environ.get("DETECTOR_CACHE_DIR"):
+        return Path(os.environ["DETECTOR_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "detector"
+
+
 # The synthetic PlantDoc-layout dataset that `make run` trains on by default.
 SAMPLE_DIR = DATA_DIR / "sample"
 

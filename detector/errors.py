@@ -132,3 +132,18 @@ class RequestError(InputError):
     def __init__(self, status: int, headline: str, *, fix: str | None = None) -> None:
         super().__init__(headline, fix=fix)
         self.status = status
+
+
+class FetchError(DetectorError):
+    """A dataset download or unpack did not complete; nothing half-written is left in place."""
+
+
+class ChecksumError(FetchError):
+    def __init__(self, what: str, expected: str, found: str) -> None:
+        super().__init__(
+            f"{what}: sha256 {found}, expected {expected}",
+            fix="the download was deleted: run the same command again; if it keeps failing, the archive "
+            "changed upstream: check it, then pass --sha256 with the digest you trust",
+        )
+        self.expected = expected
+        self.found = found

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from detector.errors import InputError
+from detector.quiet import quiet_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class TrainedRun:
     history: dict[str, list[float]]
     seconds: float
     wandb_mode: str
+    report: Any = None  # the training split's LoadReport: what was dropped, rescaled, mismatched
 
 
 def train_on_folder(
@@ -52,12 +54,15 @@ def train_on_folder(
     keeps them, so evaluation and export rebuild the same model.
     Raises DatasetError for an unusable folder, InputError for an unknown configuration or field.
     """
+    quiet_tensorflow()
     from detector.data import build_class_map, load_plantdoc, make_dataset, save_class_map, split_records
     from detector.train import train
 
     overrides = {k: v for k, v in (overrides or {}).items() if v}
     config = _config(config_name, overrides)
-    records, _ = load_plantdoc(Path(data_dir), split="train")
+    records, report = load_plantdoc(Path(data_dir), split="train")
+    for line in report.details():
+        log.warning("%s", line)
     train_records, val_records = split_records(records, seed=seed)
     class_map = build_class_map(records)
     run_dir = Path(run_dir)
@@ -93,6 +98,7 @@ def train_on_folder(
         history=result.history,
         seconds=result.seconds,
         wandb_mode=result.wandb_mode,
+        report=report,
     )
 
 
@@ -122,10 +128,11 @@ def evaluate_run(
 
     Returns the EvalResult (also saved as ``eval.json``).
     """
+    quiet_tensorflow()
     from detector.data import load_plantdoc, make_dataset
     from detector.evaluate import evaluate, log_to_wandb
     from detector.export import model_from_weights
-    from detector.train import finish_wandb, start_wandb
+    from detector.tracking import finish_wandb, start_wandb
 
     record, config, class_map = load_run(run_dir)
     data_dir = Path(data_dir or record["data_dir"])
@@ -164,6 +171,7 @@ def deploy_run(
     ``sagemaker`` (endpoint_name, role_arn, bucket, image_uri, optional region). Returns the model
     location, its SHA-256, the endpoint URL and the smoke test's outcome.
     """
+    quiet_tensorflow()
     from detector.deploy import SageMakerTarget, deploy_local, deploy_sagemaker
     from detector.export import export_model, model_from_weights, package_model_tar
 
@@ -202,6 +210,7 @@ def deploy_run(
 def augmented_sample(data_dir: Path, run_dir: Path, *, seed: int = 0) -> dict[str, Any]:
     """The first image of the first training batch as the model sees it (flipped, jittered,
     resized), with its boxes and class names: what to look at when training goes wrong."""
+    quiet_tensorflow()
     import numpy as np
 
     from detector.augment import augment_batches

@@ -92,7 +92,7 @@ def check_lock(tier: str | None) -> str:
 
 def check_choices(*, wandb_mode: str, deploy_target: str, sagemaker: dict[str, str]) -> str:
     """The W&B mode the run will use (resolved now, so every step agrees); FlowInputError else."""
-    from detector.train import resolve_wandb_mode
+    from detector.tracking import resolve_wandb_mode  # TensorFlow-free: start stays fast and quiet
 
     if wandb_mode not in WANDB_MODES:
         raise FlowInputError(f"unknown --wandb-mode {wandb_mode!r}", fix=f"use one of {', '.join(WANDB_MODES)}")

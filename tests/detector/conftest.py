@@ -124,3 +124,17 @@ def predictor(exported_model: ExportedFixture) -> Any:
     from detector.export import load_exported
 
     return load_exported(exported_model.path)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_decode_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The decode check's cache lives in the session's temp folder, never in the user's ~/.cache."""
+    import os
+
+    previous = os.environ.get("DETECTOR_CACHE_DIR")
+    os.environ["DETECTOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("detector-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("DETECTOR_CACHE_DIR", None)
+    else:
+        os.environ["DETECTOR_CACHE_DIR"] = previous

@@ -143,7 +143,7 @@ def test_unreachable_wandb_server_does_not_stop_the_run(monkeypatch: pytest.Monk
     secret = "0123456789abcdef" * 2 + "deadbeef"
     monkeypatch.setenv("WANDB_API_KEY", secret)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
-    monkeypatch.setattr("detector.train.WANDB_INIT_TIMEOUT", 5.0)
+    monkeypatch.setattr("detector.tracking.WANDB_INIT_TIMEOUT", 5.0)
     started = time.monotonic()
     run, mode = start_wandb("auto", run_dir=tmp_path, config={"lr": 0.1})
     assert (run, mode) == (None, "disabled")
