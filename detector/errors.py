@@ -7,6 +7,7 @@ headline is the first line a user reads.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 EXIT_OK = 0
@@ -112,6 +113,20 @@ class ExportFormatError(InputError):
 
 class InvalidImageError(InputError):
     """An image given for prediction is not one: wrong bytes, shape, type, or no pixels."""
+
+
+class UnreadableModelError(InputError):
+    """A model folder whose files this user cannot read (a root-owned 0700 folder in a container)."""
+
+    def __init__(self, folder: Path, unreadable: list[str]) -> None:
+        shown = ", ".join(unreadable[:3]) + (f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else "")
+        super().__init__(
+            f"{folder}: not readable by this user (uid {os.getuid()}): {shown}",
+            fix=f"make it readable for every user: chmod -R a+rX {folder} (exports written by "
+            "`python -m detector export` are 0755/0644, as model.tar.gz extracts)",
+        )
+        self.folder = folder
+        self.unreadable = unreadable
 
 
 class ServeError(InputError):

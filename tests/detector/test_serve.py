@@ -12,9 +12,11 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -122,11 +124,24 @@ def test_json_instances_as_pixel_lists_and_base64(server: Server, predictor: Any
         assert_same_detections(got, want)
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that is only its header (IHDR) claiming ``width`` x ``height``, and its end."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
 def _json(instances: Any) -> bytes:
     return json.dumps({"instances": instances}).encode()
 
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+TRUNCATED_JPEG = encode(leaf_image(200, 150, seed=5), "JPEG")[:1500]
+DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
+TF_INTERNALS = ("tensorflow", "node ", "Op:", "[[", "kernel")
 
 
 @pytest.mark.parametrize(
@@ -151,6 +166,13 @@ GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7
         ("application/json", _json([{"b64": "***"}]), 400, "not valid base64"),
         ("application/json", _json([{"b64": base64.b64encode(b"text").decode()}]), 400, "instance 0 is not a JPEG"),
         ("application/json", _json(["x"]), 400, "instance 0: expected"),
+        # A header claiming 20000x20000: Pillow's DecompressionBombError, answered with our limit.
+        ("image/png", png_header(20_000, 20_000), 400, "40,000,000 pixel limit"),
+        ("image/png", png_header(7_000, 7_000), 400, "7000x7000 pixels, over the 40,000,000 pixel limit"),
+        ("application/json", _json([{"b64": base64.b64encode(png_header(20_000, 20_000)).decode()}]), 400, "limit"),
+        ("image/jpeg", TRUNCATED_JPEG, 400, "damaged or truncated JPEG image"),
+        ("application/json", DEEP_JSON, 400, "JSON nests 100000 levels deep, over the limit of 8"),
+        ("application/json", b'{"instances": [[[[[[[[[[1]]]]]]]]]]}', 400, "over the limit of 8"),
     ],
 )
 def test_bad_requests_get_a_json_error(
@@ -159,6 +181,48 @@ def test_bad_requests_get_a_json_error(
     got, payload = invoke(server, body, content_type)
     assert got == status, payload
     assert message in payload["error"]
+    assert not any(word in json.dumps(payload) for word in TF_INTERNALS), payload
+
+
+def test_accept_must_allow_json(server: Server) -> None:
+    png = encode(leaf_image(40, 30, seed=2), "PNG")
+    for accept, status in [
+        ("image/png", 406),
+        ("text/csv, image/*", 406),
+        ("application/json;q=0", 406),
+        ("application/json", 200),
+        ("*/*", 200),
+        ("text/html, application/*;q=0.5", 200),
+    ]:
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
+        try:
+            connection.request(
+                "POST", "/invocations", body=png, headers={"Content-Type": "image/png", "Accept": accept}
+            )
+            response = connection.getresponse()
+            payload = json.loads(response.read())
+        finally:
+            connection.close()
+        assert response.status == status, (accept, payload)
+        if status == 406:
+            assert "application/json" in payload["error"] and "fix" in payload
+
+
+def test_http_11_keep_alive_serves_many_requests_on_one_connection(server: Server) -> None:
+    png = encode(leaf_image(40, 30, seed=4), "PNG")
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    try:
+        sockets = set()
+        for body, content_type, status in [(png, "image/png", 200), (b"x", "text/plain", 415), (png, "image/png", 200)]:
+            connection.request("POST", "/invocations", body=body, headers={"Content-Type": content_type})
+            response = connection.getresponse()
+            response.read()
+            assert (response.status, response.version) == (status, 11)
+            assert response.getheader("connection") != "close"
+            sockets.add(id(connection.sock))
+        assert len(sockets) == 1, "the connection was closed between requests"
+    finally:
+        connection.close()
 
 
 def test_oversized_bodies_get_413_and_the_server_carries_on(server: Server) -> None:
@@ -171,6 +235,7 @@ def test_other_paths_and_methods(server: Server) -> None:
     assert request(server, "GET", "/nope")[0] == 404
     assert request(server, "POST", "/ping", b"x", "image/png")[0] == 404
     assert request(server, "GET", "/invocations")[0] == 405
+    assert request(server, "GET", "/execution-parameters")[0] == 200
 
 
 def test_concurrent_requests_are_all_answered_correctly(server: Server, predictor: Any) -> None:
@@ -185,7 +250,9 @@ def test_concurrent_requests_are_all_answered_correctly(server: Server, predicto
     for (status, payload), want in zip(answers, expected, strict=True):
         assert status == 200
         assert_same_detections(payload["predictions"][0], want)
-    latencies = [float(ms) for ms in re.findall(r"invocation: 1 image\(s\) in ([\d.]+) ms", server.log())]
+    latencies = [
+        float(ms) for ms in re.findall(r"status=200 bytes_in=\d+ images=1 bytes_out=\d+ ms=([\d.]+)", server.log())
+    ]
     assert len(latencies) >= len(images)
     print(f"server-side latency per image: median {np.median(latencies):.1f} ms, max {max(latencies):.1f} ms")
 
@@ -218,15 +285,17 @@ def test_sigterm_drains_an_in_flight_request_and_exits_0(exported_model: Exporte
     assert b" 200 " in status_line
     assert len(json.loads(rest.split(b"\r\n\r\n", 1)[1])["predictions"][0]) > 0
     assert server.process.wait(30) == 0
-    assert "received SIGTERM" in server.log() and "server stopped" in server.log()
+    log = server.log()
+    assert "event=drain" in log and "signal=SIGTERM" in log
+    assert "event=shutdown" in log and "served=1" in log and "event=stopped" in log
 
 
 def test_port_resolution_follows_option_then_environment_then_default() -> None:
     assert resolve_port(None, {}) == 8080
     assert resolve_port(None, {config.SERVE_PORT_ENV: "9000"}) == 9000
     assert resolve_port(7000, {config.SERVE_PORT_ENV: "9000"}) == 7000
-    with pytest.raises(ServeError, match="not a port number"):
-        resolve_port(None, {config.SERVE_PORT_ENV: "http"})
+    with pytest.raises(ServeError, match="not a whole number"):
+        resolve_port(None, {config.SERVE_PORT_ENV: "http"})  # "is not a whole number"
     with pytest.raises(ServeError, match="outside"):
         resolve_port(70000, {})
 
@@ -241,4 +310,4 @@ def test_cli_serve_errors_are_one_line_and_a_fix(
     monkeypatch.setenv(config.SERVE_PORT_ENV, "eighty")
     assert main(["serve", "--model-dir", str(exported_model.path), "--host", "127.0.0.1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "not a port number" in err[0] and err[1].startswith("  fix: ")
+    assert len(err) == 2 and "not a whole number" in err[0] and err[1].startswith("  fix: ")
