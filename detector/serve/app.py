@@ -90,7 +90,8 @@ class DetectorApp:
         self.settings = settings
         self.predictor = predictor
         self._model_thread: concurrent.futures.ThreadPoolExecutor | None = None
-        self._admitted = 0
+        self._admitted = 0  # requests handed to the model thread and not finished there
+        self._buffered = 0  # bytes reserved by bodies being read
         self._served = 0
         self._refused = 0
         self._job_seconds = 0.05  # a running estimate of one request's model time, for Retry-After
@@ -220,31 +221,45 @@ class DetectorApp:
                     f"Accept {headers['accept']!r} excludes application/json, the only type this server answers in",
                 )
             )
-        if self._admitted >= self.settings.max_queue:
+        self._refuse_when_busy()  # before reading: a full queue costs the client no upload
+        declared = headers.get("content-length", "")
+        reserved = int(declared) if declared.isdigit() else self.settings.max_body_bytes
+        if self._buffered and self._buffered + reserved > self.settings.max_buffered_bytes:
             self._refused += 1
-            retry = max(1, math.ceil(self._admitted * self._job_seconds))
             raise _Answer(
-                RequestError(
-                    HTTPStatus.SERVICE_UNAVAILABLE,
-                    f"busy: {self._admitted} requests are already queued (limit {self.settings.max_queue})",
-                ),
-                (("retry-after", str(retry)),),
+                RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "busy: too many bodies are being uploaded at once"),
+                (("retry-after", "1"),),
             )
-        self._admitted += 1
+        # Uploads are not in the queue: a client that stalls mid-body holds its connection and
+        # its bytes (bounded above, and by the timeout), never a place in front of the model.
+        self._buffered += reserved
         try:
             body = await self._read_body(headers, receive, outcome)
-        except BaseException:
-            self._admitted -= 1
-            raise
+        finally:
+            self._buffered -= reserved
         if body is None:
-            self._admitted -= 1
             return CLIENT_CLOSED, None, ()
+        self._refuse_when_busy()
         # From here the request holds its place until the model thread is done with it, even
         # when its client is answered 504 first: the queue bounds the model thread's work.
+        self._admitted += 1
         images, payload = await self._predict(headers.get("content-type"), body)
         outcome["images"] = images
         self._served += 1
         return HTTPStatus.OK, payload, ()
+
+    def _refuse_when_busy(self) -> None:
+        if self._admitted < self.settings.max_queue:
+            return
+        self._refused += 1
+        retry = max(1, math.ceil(self._admitted * self._job_seconds))
+        raise _Answer(
+            RequestError(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"busy: {self._admitted} requests are already queued (limit {self.settings.max_queue})",
+            ),
+            (("retry-after", str(retry)),),
+        )
 
     async def _read_body(self, headers: dict[str, str], receive: Receive, outcome: dict[str, Any]) -> bytes | None:
         limit = self.settings.max_body_bytes

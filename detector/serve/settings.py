@@ -82,6 +82,8 @@ class ServeSettings:
     keep_alive: int = config.SERVE_KEEP_ALIVE
     drain_seconds: float = config.DRAIN_SECONDS
     max_body_bytes: int = config.MAX_REQUEST_BYTES
+    # Bodies read at once, by their Content-Length: beyond this, new uploads get 503.
+    max_buffered_bytes: int = 32 * config.MAX_REQUEST_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServeSettings:

@@ -13,13 +13,10 @@ import re
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,51 +28,8 @@ from detector.__main__ import main
 from detector.errors import ServeError
 from detector.serve import decode_image_bytes, resolve_port
 from tests.detector.conftest import ExportedFixture
+from tests.detector.serving import Server, request, start_server
 from tests.detector.support import assert_same_detections, encode, leaf_image
-
-START_TIMEOUT = 120
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    host: str
-    port: int
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def start_server(model_dir: Path, log_path: Path, *args: str, env: dict[str, str] | None = None) -> Server:
-    """``python -m detector -v serve`` on 127.0.0.1; waits for its "serving ... on URL" line."""
-    command = [sys.executable, "-m", "detector", "-v", "serve", "--model-dir", str(model_dir), "--host", "127.0.0.1"]
-    with open(log_path, "wb") as output:
-        process = subprocess.Popen(
-            [*command, *args], stdout=output, stderr=subprocess.STDOUT, cwd=config.PROJECT_ROOT, env=env
-        )
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        match = re.search(r"serving .* on http://127\.0\.0\.1:(\d+)", log_path.read_text(errors="replace"))
-        if match:
-            return Server(process, "127.0.0.1", int(match.group(1)), log_path)
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    process.kill()
-    raise AssertionError(f"the server did not start: {log_path.read_text(errors='replace')}")
-
-
-def request(server: Server, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> Any:
-    """(status, parsed JSON body) of one request on a fresh connection."""
-    connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
-    headers = {"Content-Type": content_type} if content_type else {}
-    try:
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        return response.status, json.loads(response.read() or b"null")
-    finally:
-        connection.close()
 
 
 def invoke(server: Server, body: bytes, content_type: str | None) -> Any:
