@@ -53,11 +53,13 @@ def train_on_folder(
     Raises DatasetError for an unusable folder, InputError for an unknown configuration or field.
     """
     from detector.data import build_class_map, load_plantdoc, make_dataset, save_class_map, split_records
-    from detector.train import train
 
+    # The data first: a folder that cannot be used is reported before TensorFlow starts.
+    records, _ = load_plantdoc(Path(data_dir), split="train")
     overrides = {k: v for k, v in (overrides or {}).items() if v}
     config = _config(config_name, overrides)
-    records, _ = load_plantdoc(Path(data_dir), split="train")
+    from detector.train import train
+
     train_records, val_records = split_records(records, seed=seed)
     class_map = build_class_map(records)
     run_dir = Path(run_dir)

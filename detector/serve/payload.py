@@ -62,10 +62,14 @@ def decode_image_bytes(data: bytes, *, what: str = "body", pixel_budget: int | N
         raise _bad(f"{what} is a {kind} image; send JPEG or PNG")
     limit = config.MAX_IMAGE_PIXELS if pixel_budget is None else min(pixel_budget, config.MAX_IMAGE_PIXELS)
     if width * height > limit:
+        over = (
+            f"over the {limit:,} pixel limit"
+            if limit == config.MAX_IMAGE_PIXELS
+            else f"over the {limit:,} left of the request's {config.MAX_REQUEST_PIXELS:,} pixel limit"
+        )
         raise RequestError(
             HTTPStatus.BAD_REQUEST,
-            f"{what} is {width}x{height} pixels, over the {limit:,} pixel limit"
-            + ("" if limit == config.MAX_IMAGE_PIXELS else f" left of the request's {config.MAX_REQUEST_PIXELS:,}"),
+            f"{what} is {width}x{height} pixels, {over}",
             fix="send smaller images (the model sees each resized to image_size anyway)",
         )
     import tensorflow as tf

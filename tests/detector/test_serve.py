@@ -10,9 +10,13 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
+import subprocess
+import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Iterator
@@ -265,3 +269,36 @@ def test_cli_serve_errors_are_one_line_and_a_fix(
     assert main(["serve", "--model-dir", str(exported_model.path), "--host", "127.0.0.1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "not a whole number" in err[0] and err[1].startswith("  fix: ")
+
+
+def test_an_unreadable_model_folder_is_one_error_with_the_chmod_that_fixes_it(
+    exported_model: ExportedFixture, tmp_path: Path
+) -> None:
+    # A root-owned 0700 export mounted into a container whose server runs as another user. As
+    # root (CI), the server runs as nobody; otherwise a subfolder is made unreadable for us.
+    base = Path(tempfile.mkdtemp(dir=tmp_path))
+    base.chmod(0o755)
+    model = base / "model"
+    shutil.copytree(exported_model.path, model)
+    as_root = os.geteuid() == 0
+    locked = model if as_root else model / "variables"
+    locked.chmod(0o700 if as_root else 0o000)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "detector", "serve", "--model-dir", str(model), "--port", "0"],
+            cwd=config.PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            user=65534 if as_root else None,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
+    finally:
+        locked.chmod(0o755)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 2, done.stderr
+    assert lines[0].startswith(f"detector: error: {model}: not readable by this user (uid ")
+    assert lines[1] == f"  fix: make it readable for every user: chmod -R a+rX {model} " + (
+        "(exports written by `python -m detector export` are 0755/0644, as model.tar.gz extracts)"
+    )
