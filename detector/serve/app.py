@@ -168,13 +168,13 @@ class DetectorApp:
         method, path = scope["method"], scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         outcome: dict[str, Any] = {"bytes_in": 0}
-        status = HTTPStatus.INTERNAL_SERVER_ERROR
+        status: int = HTTPStatus.INTERNAL_SERVER_ERROR
         try:
             status, payload, extra = await self._route(method, path, headers, receive, outcome)
         except _Answer as answer:
             status, extra = HTTPStatus(answer.error.status), answer.headers
             payload = {"error": answer.error.headline}
-            fix = answer.error.fix or _FIXES.get(status)
+            fix = answer.error.fix or _FIXES.get(HTTPStatus(status))
             if fix:
                 payload["fix"] = fix
             outcome["error"] = answer.detail or answer.error.headline
