@@ -1,6 +1,7 @@
 """Detector benchmarks: is the input pipeline fast enough to feed training (on the sample and at
-PlantDoc's image sizes), how many boxes survive augmentation at PlantDoc's geometry, and what does
-HTTP serving add to a bare prediction?
+PlantDoc's image sizes), how many boxes survive augmentation at PlantDoc's geometry, what does
+HTTP serving add to a bare prediction, and how does the server hold under 50 and 200 concurrent
+clients?
 
 They use the bundled sample dataset (generated into the scratch folder), stand-in images at the
 sizes of the real train split (``tests/detector/data/plantdoc/train_labels.csv``), and the
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from bench.harness import REPO, BenchError, Context, say
@@ -278,13 +280,11 @@ def _percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def bench_latency(ctx: Context) -> list[Row]:
-    """`POST /invocations` with a JPEG vs `Predictor.predict` on the decoded image, one at a time."""
+def _export(ctx: Context) -> tuple[Path, bytes]:
+    """The `default` config, seeded, exported; and a JPEG of the sample to send it."""
     import keras
-    import numpy as np
-    from PIL import Image
 
-    from detector.export import export_model, load_exported
+    from detector.export import export_model
     from detector.model import build_model, get_config
 
     config = get_config(CONFIG)
@@ -293,14 +293,12 @@ def bench_latency(ctx: Context) -> list[Row]:
     model = build_model(config, num_classes=len(class_map))
     export_dir = ctx.tempdir("export") / "model"
     export_model(model, config, class_map, export_dir)
-    predictor = load_exported(export_dir)
+    return export_dir, records[0].image.read_bytes()
 
-    jpeg = records[0].image.read_bytes()
-    image = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
-    count = ctx.reps(60, 20)
 
+def _start_server(export_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`python -m detector serve` on a free port, with the settings it ships with; waits for /ping."""
     port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "detector", "serve", "--model-dir", str(export_dir), "--port", str(port)],
         cwd=REPO,
@@ -308,7 +306,28 @@ def bench_latency(ctx: Context) -> list[Row]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_ready(url, server)
+        _wait_ready(f"http://127.0.0.1:{port}", server)
+    except BaseException:
+        server.kill()
+        server.wait()
+        raise
+    return server, port
+
+
+def bench_latency(ctx: Context) -> list[Row]:
+    """`POST /invocations` with a JPEG vs `Predictor.predict` on the decoded image, one at a time."""
+    import numpy as np
+    from PIL import Image
+
+    from detector.export import load_exported
+
+    export_dir, jpeg = _export(ctx)
+    predictor = load_exported(export_dir)
+    image = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    count = ctx.reps(60, 20)
+
+    server, port = _start_server(export_dir)
+    try:
 
         def http_once() -> float:
             # http.client, not urllib: urllib's opener machinery adds about a millisecond of client-side
@@ -359,4 +378,87 @@ def bench_latency(ctx: Context) -> list[Row]:
     ]
 
 
-BENCHMARKS = {"pipeline": bench_pipeline, "survival": bench_survival, "latency": bench_latency}
+def _sequential(port: int, jpeg: bytes, count: int) -> list[float]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    samples = []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            connection.request("POST", "/invocations", body=jpeg, headers={"Content-Type": "image/jpeg"})
+            response = connection.getresponse()
+            response.read()
+            samples.append(time.perf_counter() - started)
+            if response.status != 200:
+                raise BenchError(f"/invocations answered {response.status}")
+    finally:
+        connection.close()
+    return samples
+
+
+def bench_concurrency(ctx: Context) -> list[Row]:
+    """The server under 50 and 200 keep-alive clients for 20 s each, next to sequential requests."""
+    from detector.serve.load import run_load
+
+    export_dir, jpeg = _export(ctx)
+    seconds = ctx.reps(20, 5)
+    server, port = _start_server(export_dir)
+    try:
+        _sequential(port, jpeg, 5)  # warm
+        sequential = _sequential(port, jpeg, ctx.reps(40, 10))
+        loads = {}
+        for clients in (50, 200):
+            result = run_load("127.0.0.1", port, body=jpeg, content_type="image/jpeg", clients=clients, seconds=seconds)
+            say(f"  {result.summary()}")
+            if not result.latencies:
+                raise BenchError(f"no request succeeded under {clients} clients: {result.summary()}")
+            loads[clients] = result
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    rps_sequential = len(sequential) / sum(sequential)
+    rows = []
+    for clients, result in loads.items():
+        p99 = {"concurrent": result.percentile(0.99), "sequential": _percentile(sequential, 0.99)}
+        rows.append(
+            Row(
+                id=f"invocations-{clients}-clients",
+                benchmark="concurrency",
+                title=f"`POST /invocations` under {clients} concurrent clients for {seconds} s vs one at a time, "
+                f"latency of the 200s ({CONFIG} config)",
+                envtiers=Measurement(
+                    f"{clients} clients",
+                    f"detector.serve.load.run_load(clients={clients}, seconds={seconds}), {len(jpeg)} B JPEG",
+                    result.latencies,
+                ),
+                alternative=Measurement("sequential", f"{len(sequential)} POSTs on one connection", sequential),
+                notes=[
+                    f"{result.requests_per_second:.1f} requests/s answered 200 (sequential: {rps_sequential:.1f}/s); "
+                    f"p50 {statistics.median(result.latencies) * 1e3:.0f} ms, p99 {p99['concurrent'] * 1e3:.0f} ms "
+                    f"(sequential p99 {p99['sequential'] * 1e3:.0f} ms).",
+                    f"{result.resets} connections reset, {result.timeouts} timeouts, {result.statuses[503]} answered "
+                    "503 + Retry-After (the client waits that long, then retries), statuses "
+                    f"{dict(sorted(result.statuses.items()))}.",
+                    "One worker (the default), queue of 16: the ratio is how much of the latency is waiting in it.",
+                ],
+                details={
+                    "clients": clients,
+                    "seconds": round(result.seconds, 1),
+                    "requests_per_s": round(result.requests_per_second, 2),
+                    "sequential_requests_per_s": round(rps_sequential, 2),
+                    "p50_s": round(statistics.median(result.latencies), 5),
+                    "p99_s": {k: round(v, 5) for k, v in p99.items()},
+                    "resets": result.resets,
+                    "timeouts": result.timeouts,
+                    "statuses": {str(k): v for k, v in sorted(result.statuses.items())},
+                },
+            )
+        )
+    return rows
+
+
+BENCHMARKS = {
+    "pipeline": bench_pipeline,
+    "survival": bench_survival,
+    "latency": bench_latency,
+    "concurrency": bench_concurrency,
+}

@@ -61,3 +61,25 @@ MAX_REQUEST_BYTES = 6 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
 # SageMaker sends SIGKILL 30 s after SIGTERM: in-flight requests get this long to finish.
 DRAIN_SECONDS = 25.0
+# Images of one request together: a 6 MiB JSON can carry many small PNGs that each claim a
+# large size, and each decodes to 3 bytes a pixel.
+MAX_REQUEST_PIXELS = 40_000_000
+# TF-Serving JSON is at most {"instances": [image [row [pixel [channel]]]]}: 5 levels. Deeper
+# bodies are refused before they are parsed (the parser would recurse ~1000 levels, then fail).
+MAX_JSON_DEPTH = 8
+# The server's settings, read from the environment (detector/serve/settings.py documents each).
+SERVE_WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
+SERVE_TIMEOUT_ENV = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+SERVE_LOG_LEVEL_ENV = "SAGEMAKER_CONTAINER_LOG_LEVEL"
+SERVE_QUEUE_ENV = "DETECTOR_SERVER_MAX_QUEUE"
+SERVE_BACKLOG_ENV = "DETECTOR_SERVER_BACKLOG"
+# SageMaker's invocation timeout: a request is answered within this many seconds, or refused.
+SERVE_TIMEOUT = 60
+# Requests admitted per worker (running or waiting for the model); more get 503 + Retry-After.
+SERVE_MAX_QUEUE = 16
+# The listen backlog: connections the kernel holds until a worker accepts them (capped by
+# net.core.somaxconn, 4096 on current kernels).
+SERVE_BACKLOG = 2048
+# Idle keep-alive connections are closed after this long (longer than a load balancer's 60 s idle
+# timeout, so the balancer closes first and never reuses a connection being closed).
+SERVE_KEEP_ALIVE = 65

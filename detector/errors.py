@@ -7,11 +7,14 @@ headline is the first line a user reads.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the command ran and found a problem
 EXIT_BAD_INPUT = 2  # the command could not run on what it was given
+# detector.config.CSV_COLUMNS, repeated: this module imports nothing of the package.
+_CSV_HEADER = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
 
 
 class DetectorError(Exception):
@@ -54,8 +57,13 @@ class LayoutError(DatasetError):
 class AnnotationError(DatasetError):
     """An annotation file (or one CSV row, or one COCO entry) that cannot be parsed."""
 
-    def __init__(self, where: str, problem: str) -> None:
-        super().__init__(f"{where}: {problem}")
+    def __init__(self, where: str, problem: str, *, fix: str | None = None) -> None:
+        super().__init__(
+            f"{where}: {problem}",
+            fix=fix
+            or "correct or remove that file: PlantDoc's layout is Pascal VOC XML per image, or a labels CSV "
+            f"with the header {','.join(_CSV_HEADER)}",
+        )
         self.where = where
         self.problem = problem
 
@@ -63,7 +71,10 @@ class AnnotationError(DatasetError):
 class MissingImageError(DatasetError):
     def __init__(self, annotation: str, folder: Path, tried: tuple[str, ...]) -> None:
         shown = ", ".join(tried[:3]) + (", ..." if len(tried) > 3 else "")
-        super().__init__(f"{annotation}: no image for it in {folder} (looked for {shown})")
+        super().__init__(
+            f"{annotation}: no image for it in {folder} (looked for {shown})",
+            fix="put the image beside its annotation under that name, or remove the annotation",
+        )
         self.annotation = annotation
         self.folder = folder
         self.tried = tried
@@ -71,7 +82,11 @@ class MissingImageError(DatasetError):
 
 class UnreadableImageError(DatasetError):
     def __init__(self, image: Path, problem: str) -> None:
-        super().__init__(f"{image}: not a readable image ({problem})")
+        super().__init__(
+            f"{image}: not a readable image ({problem})",
+            fix="replace it with the JPEG or PNG it should be (a partial download or copy?), or remove it "
+            "and its annotation",
+        )
         self.image = image
 
 
@@ -86,7 +101,15 @@ class UnknownClassError(DatasetError):
 
 
 class EmptyDatasetError(DatasetError):
-    pass
+    """A split without one usable image; the headline names the first reason one was skipped."""
+
+    def __init__(self, headline: str, *, fix: str | None = None) -> None:
+        super().__init__(
+            headline,
+            fix=fix
+            or "repair the files the first skipped reason names (or point --data at another folder); "
+            "`python -m detector sample --out DIR` writes a dataset that loads",
+        )
 
 
 class SampleError(InputError):
@@ -112,6 +135,20 @@ class ExportFormatError(InputError):
 
 class InvalidImageError(InputError):
     """An image given for prediction is not one: wrong bytes, shape, type, or no pixels."""
+
+
+class UnreadableModelError(InputError):
+    """A model folder whose files this user cannot read (a root-owned 0700 folder in a container)."""
+
+    def __init__(self, folder: Path, unreadable: list[str]) -> None:
+        shown = ", ".join(unreadable[:3]) + (f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else "")
+        super().__init__(
+            f"{folder}: not readable by this user (uid {os.getuid()}): {shown}",
+            fix=f"make it readable for every user: chmod -R a+rX {folder} (exports written by "
+            "`python -m detector export` are 0755/0644, as model.tar.gz extracts)",
+        )
+        self.folder = folder
+        self.unreadable = unreadable
 
 
 class ServeError(InputError):

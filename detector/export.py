@@ -36,7 +36,7 @@ import numpy as np
 
 from detector.config import BOX_FORMAT
 from detector.data import ClassMap
-from detector.errors import ExportError, ExportFormatError, InvalidImageError
+from detector.errors import ExportError, ExportFormatError, InvalidImageError, UnreadableModelError
 
 if TYPE_CHECKING:
     from detector.model import ModelConfig
@@ -264,6 +264,10 @@ def export_model(
     try:
         archive.write_out(str(staging), verbose=False)
         (staging / METADATA_FILE).write_text(metadata.to_json(), encoding="utf-8")
+        # mkdtemp made the folder 0700: a container's user (SageMaker's, or uid 1000 in the
+        # image) mounting it at /opt/ml/model must read it, as a model.tar.gz extracts.
+        for path in [staging, *staging.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
@@ -299,9 +303,30 @@ def model_from_weights(config: ModelConfig, class_map: ClassMap, weights: Path) 
     return model
 
 
+def require_readable(folder: Path) -> None:
+    """Raises UnreadableModelError naming what under ``folder`` this user cannot read or enter."""
+    unreadable: list[str] = []
+    if not folder.exists():
+        return  # the caller says what is missing
+    for parent, dirs, files in os.walk(folder, onerror=lambda error: unreadable.append(str(error.filename))):
+        for name in dirs:
+            if not os.access(os.path.join(parent, name), os.R_OK | os.X_OK):
+                unreadable.append(os.path.join(parent, name))
+        for name in files:
+            if not os.access(os.path.join(parent, name), os.R_OK):
+                unreadable.append(os.path.join(parent, name))
+    if unreadable:
+        raise UnreadableModelError(folder, sorted(set(unreadable)))
+
+
 def read_metadata(export_dir: Path) -> ExportMetadata:
-    """Read and validate ``export_dir/metadata.json``. Raises ExportFormatError."""
-    path = Path(export_dir) / METADATA_FILE
+    """Read and validate ``export_dir/metadata.json``. Raises UnreadableModelError, ExportFormatError."""
+    export_dir = Path(export_dir)
+    try:
+        require_readable(export_dir)
+    except PermissionError:  # a parent folder cannot be entered
+        raise UnreadableModelError(export_dir, [str(export_dir)]) from None
+    path = export_dir / METADATA_FILE
     if not (Path(export_dir) / "saved_model.pb").is_file():
         raise ExportFormatError(str(export_dir), "no saved_model.pb: not an export folder")
     try:

@@ -56,13 +56,15 @@ def train_on_folder(
     """
     quiet_tensorflow()
     from detector.data import build_class_map, load_plantdoc, make_dataset, save_class_map, split_records
-    from detector.train import train
 
-    overrides = {k: v for k, v in (overrides or {}).items() if v}
-    config = _config(config_name, overrides)
+    # The data first: a folder that cannot be used is reported before TensorFlow starts.
     records, report = load_plantdoc(Path(data_dir), split="train")
     for line in report.details():
         log.warning("%s", line)
+    overrides = {k: v for k, v in (overrides or {}).items() if v}
+    config = _config(config_name, overrides)
+    from detector.train import train
+
     train_records, val_records = split_records(records, seed=seed)
     class_map = build_class_map(records)
     run_dir = Path(run_dir)

@@ -56,6 +56,10 @@ def test_export_folder_is_a_savedmodel_with_metadata(exported_model: ExportedFix
     metadata = read_metadata(exported_model.path)
     assert metadata.class_names == exported_model.class_map.names
     assert not list(exported_model.path.parent.glob(".export.*")), "the staging folder was left behind"
+    # Readable by any user: a container runs as another uid than the one that exported.
+    modes = {p.relative_to(exported_model.path): p.stat().st_mode & 0o777 for p in exported_model.path.rglob("*")}
+    assert exported_model.path.stat().st_mode & 0o777 == 0o755
+    assert all(mode == (0o755 if (exported_model.path / path).is_dir() else 0o644) for path, mode in modes.items())
 
 
 # RetinaNet.predict_step needs a tensor (it reads images[0]); Keras warns that the input is not a dict.

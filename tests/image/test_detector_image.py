@@ -95,14 +95,12 @@ def test_serve_answers_ping_and_invocations_with_an_export(
     detector_image: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """`docker run IMAGE serve` with an export at /opt/ml/model, as SageMaker runs it. The server
-    runs as the image's uid 1000: the model files are world-readable, as a model.tar.gz extracts."""
+    runs as the image's uid 1000, and reads the export as `detector export` wrote it (0755/0644)."""
     from tests.detector.support import encode, leaf_image
 
     exported_model = request.getfixturevalue("exported_model")  # only once the image is known (TF, ~10 s)
     model = tmp_path / "model"
     shutil.copytree(exported_model.path, model)
-    for path in [model, *model.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
 
     name = f"envtiers-detector-{uuid.uuid4().hex[:8]}"
     docker(
