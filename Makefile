@@ -13,6 +13,10 @@ ENVTIERS := PYTHONPATH=$(CURDIR) $(TOOLS)/bin/python -m envtiers
 PYTEST_ARGS ?=
 # make run: the flow's options (see `python flows/detector_flow.py run --help`).
 RUN_ARGS ?= --model-config test --wandb-mode offline
+# make app: where the page listens, and its options (--run ID, --endpoint URL, --model-dir DIR).
+APP_HOST ?= 127.0.0.1
+APP_PORT ?= 8501
+APP_ARGS ?=
 # Metaflow refuses to run as "root" (it names runs after the user): fall back to a neutral name.
 METAFLOW_USER := $(if $(filter-out root,$(USER)),$(USER),envtiers)
 FLOW := PYTHONPATH=$(CURDIR) USER=$(METAFLOW_USER) TF_CPP_MIN_LOG_LEVEL=2 \
@@ -75,10 +79,14 @@ resume: check-tier venv ## Resume the latest run from its failed step (earlier s
 	@$(FLOW) resume || { status=$$?; USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py; exit $$status; }
 	@USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py
 
+app: venv ## Serve the front end (Streamlit) on http://$(APP_HOST):$(APP_PORT): latest run by default (after make run); APP_ARGS=...
+	@PYTHONPATH=$(CURDIR) USER=$(METAFLOW_USER) TF_CPP_MIN_LOG_LEVEL=2 \
+	  $(VENV)/bin/python -m detector app --host $(APP_HOST) --port $(APP_PORT) $(APP_ARGS)
+
 image: tools ## Build, push and pin the GPU image (REGISTRY=..., BASE_IMAGE=name@sha256:... override)
 	$(ENVTIERS) image build $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE))
 
 clean: ## Remove .tools/ and .venv/ (the envtiers cache in ~/.cache/envtiers stays)
 	rm -rf $(TOOLS) $(VENV)
 
-.PHONY: help tools venv lock relock upgrade check test lint bench check-tier sample run resume image clean
+.PHONY: help tools venv lock relock upgrade check test lint bench check-tier sample run resume app image clean

@@ -51,3 +51,11 @@ MAX_REQUEST_BYTES = 6 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
 # SageMaker sends SIGKILL 30 s after SIGTERM: in-flight requests get this long to finish.
 DRAIN_SECONDS = 25.0
+
+# The front end (detector/app): `make app`, `docker run IMAGE app`.
+APP_HOST = "127.0.0.1"
+APP_PORT = 8501
+# Exports rebuilt from a run's artifacts (a run trained elsewhere) are kept here between sessions.
+APP_CACHE_DIR = Path(os.environ.get("DETECTOR_APP_CACHE_DIR", Path.home() / ".cache" / "detector" / "app"))
+# The flow whose runs the page lists (the Client API's name for flows/detector_flow.py).
+FLOW_NAME = "DetectorFlow"

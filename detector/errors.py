@@ -132,3 +132,20 @@ class RequestError(InputError):
     def __init__(self, status: int, headline: str, *, fix: str | None = None) -> None:
         super().__init__(headline, fix=fix)
         self.status = status
+
+
+class AppError(DetectorError):
+    """The front end cannot show what was asked: no trained run, an unknown run, a failing endpoint."""
+
+
+class NoRunError(AppError):
+    def __init__(self, flow_name: str) -> None:
+        super().__init__(
+            f"no successful {flow_name} run yet: there is no trained model to show",
+            fix="run `make run` (trains the small test model on the bundled sample), then reload this page; "
+            "or choose an endpoint URL or an export folder",
+        )
+
+
+class EndpointError(AppError):
+    """An endpoint URL that cannot be reached, refuses the image, or does not speak /invocations."""
