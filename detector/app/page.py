@@ -23,7 +23,6 @@ from detector.errors import DetectorError, NoRunError
 
 MODES = ("Latest run", "Run by id", "Endpoint URL", "Export folder")
 VIEWS = ("Detect", "Compare runs")
-DEFAULT_THRESHOLD = 0.25
 
 
 def page_options() -> argparse.Namespace:
@@ -118,7 +117,9 @@ def choose_source(options: argparse.Namespace) -> Any:
 def uploads() -> list[tuple[str, bytes]]:
     files = st.file_uploader("Leaf photos (JPEG or PNG, up to 6 MiB each)", accept_multiple_files=True, key="uploads")
     chosen = [(file.name, file.getvalue()) for file in files or []]
-    if st.checkbox("Add the bundled sample photo", value=not chosen, key="sample"):
+    # ?sample=0 in the URL starts without the sample (bench/app.py times a lone upload that way).
+    default = not chosen and st.query_params.get("sample") != "0"
+    if st.checkbox("Add the bundled sample photo", value=default, key="sample"):
         chosen.insert(0, sources.sample_upload())
     return chosen
 
@@ -140,7 +141,7 @@ def filters(class_names: list[str], model_threshold: float | None) -> tuple[floa
     st.sidebar.divider()
     help_text = "Shown: detections scoring at least this. The model itself"
     help_text += f" drops those under {model_threshold:.2f}." if model_threshold is not None else " may drop low ones."
-    threshold = st.sidebar.slider("Confidence threshold", 0.0, 1.0, DEFAULT_THRESHOLD, 0.05, help=help_text)
+    threshold = st.sidebar.slider("Confidence threshold", 0.0, 1.0, view.DEFAULT_THRESHOLD, 0.05, help=help_text)
     classes = st.sidebar.multiselect("Classes", class_names, default=class_names)
     return threshold, classes
 

@@ -27,6 +27,8 @@ PALETTE = (
     (128, 0, 255),
 )
 BOX_WIDTH = 3
+# The slider's starting point: above the decoders' own low cut-offs, below a confident detection.
+DEFAULT_THRESHOLD = 0.25
 JSON_FORMAT_VERSION = 1
 
 

@@ -116,3 +116,38 @@ def test_serve_answers_ping_and_invocations_with_an_export(
         assert isinstance(detections, list) and all(isinstance(d, dict) for d in detections)
     finally:
         docker("rm", "-f", name, check=False)
+
+
+def test_app_serves_the_page_on_an_export(detector_image: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """`docker run IMAGE app --model-dir /opt/ml/model`: the front end in the image, seen in a browser."""
+    from detector.app.sources import sample_upload
+    from detector.app.view import DEFAULT_THRESHOLD, visible
+    from detector.serve import decode_image_bytes
+    from tests.detector.app.support import browser_page, require_chromium, shown_count, wait_healthy
+
+    require_chromium()
+    exported_model = request.getfixturevalue("exported_model")
+    predictor = request.getfixturevalue("predictor")
+    model = tmp_path / "model"
+    shutil.copytree(exported_model.path, model)
+    for path in [model, *model.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    name = f"envtiers-app-{uuid.uuid4().hex[:8]}"
+    docker(
+        "run", "-d", "--name", name, "-p", "127.0.0.1::8501",
+        "-v", f"{model}:/opt/ml/model:ro", detector_image, "app", "--model-dir", "/opt/ml/model",
+    )  # fmt: skip
+    try:
+        port = docker("port", name, "8501").stdout.strip().splitlines()[0].rsplit(":", 1)[1]
+        url = f"http://127.0.0.1:{port}"
+
+        def running() -> bool:
+            return docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
+
+        wait_healthy(url, alive=running, logs=lambda: docker("logs", name, check=False).stderr)
+        _, sample = sample_upload()
+        want = visible(predictor.predict(decode_image_bytes(sample)), threshold=DEFAULT_THRESHOLD)
+        with browser_page(url) as page:
+            assert shown_count(page, "sample-leaf.jpg") == len(want)
+    finally:
+        docker("rm", "-f", name, check=False)

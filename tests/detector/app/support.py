@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,16 +69,7 @@ def running_app(cwd: Path, log_path: Path, *, env: Mapping[str, str] | None = No
         process = subprocess.Popen(command, cwd=cwd, env=streamlit_env(env), stdout=output, stderr=subprocess.STDOUT)
     app = App(process, f"http://127.0.0.1:{port}", log_path)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the app did not start: {app.log()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{app.url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.3)
+        wait_healthy(app.url, alive=lambda: process.poll() is None, logs=app.log)
         yield app
     finally:
         process.terminate()
@@ -87,6 +78,39 @@ def running_app(cwd: Path, log_path: Path, *, env: Mapping[str, str] | None = No
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def wait_healthy(url: str, *, alive: Callable[[], bool], logs: Callable[[], str]) -> None:
+    """Poll Streamlit's health check until it answers 200 (AssertionError with the logs if it dies)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if not alive() or time.monotonic() > deadline:
+            raise AssertionError(f"the app did not start: {logs()[-3000:]}")
+        time.sleep(0.3)
+
+
+@contextmanager
+def browser_page(url: str) -> Iterator[Any]:
+    """A Chromium page open at ``url`` (for tests outside test_page.py's module fixtures)."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context.set_default_timeout(PAGE_TIMEOUT_MS)
+            page = context.new_page()
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
 
 
 def main_text(page: Any) -> str:
