@@ -24,14 +24,6 @@ from bench.report import Goal, Measurement, Row
 
 MODULE = "app"
 CONFIG = "test"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 DONE_JS = """name => {
   const app = document.querySelector('[data-testid="stApp"]');
   const images = [...document.querySelectorAll('[data-testid="stImage"] img')];
@@ -66,22 +58,6 @@ def _export(ctx: Context) -> Path:
     keras.utils.set_random_seed(0)
     model = build_model(config, num_classes=len(class_map))
     return export_model(model, config, class_map, ctx.tempdir("export") / "model").path
-
-
-def _wait_app(url: str, process: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"the app exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise BenchError("the app did not answer its health check in time")
 
 
 def _upload_to_boxes(browser: Any, url: str, name: str, data: bytes) -> float:
@@ -122,6 +98,7 @@ def bench_upload(ctx: Context) -> list[Row]:
     from playwright.sync_api import sync_playwright
 
     from detector.app.launch import streamlit_command, streamlit_env
+    from tests.detector.app.support import CHROMIUM, CHROMIUM_FLAGS
 
     if not CHROMIUM.is_file():
         raise BenchError(f"no Chromium at {CHROMIUM}: apt-get install -y chromium chromium-driver")
@@ -141,7 +118,7 @@ def bench_upload(ctx: Context) -> list[Row]:
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_app(app_url, app)
+        _wait_ready(app_url, app, path="/_stcore/health")
         _wait_ready(f"http://127.0.0.1:{serve_port}", server)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)

@@ -64,6 +64,18 @@ def detector_image(request: pytest.FixtureRequest) -> str:
     return build_detector_image(request.getfixturevalue("infra"))
 
 
+def readable_export(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A copy of the session's export that the image's uid 1000 can read, as a model.tar.gz extracts.
+
+    The fixture is asked for only here, once the image is known (it loads TensorFlow, ~10 s)."""
+    exported_model = request.getfixturevalue("exported_model")
+    model = tmp_path / "model"
+    shutil.copytree(exported_model.path, model)
+    for path in [model, *model.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return model
+
+
 def test_tensorflow_in_the_image_is_built_with_cuda(detector_image: str) -> None:
     code = (
         "import json, os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'; import tensorflow as tf, keras_cv, metaflow;"
@@ -82,11 +94,7 @@ def test_serve_answers_ping_and_invocations_with_an_export(
     runs as the image's uid 1000: the model files are world-readable, as a model.tar.gz extracts."""
     from tests.detector.support import encode, leaf_image
 
-    exported_model = request.getfixturevalue("exported_model")  # only once the image is known (TF, ~10 s)
-    model = tmp_path / "model"
-    shutil.copytree(exported_model.path, model)
-    for path in [model, *model.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
+    model = readable_export(request, tmp_path)
 
     name = f"envtiers-detector-{uuid.uuid4().hex[:8]}"
     docker(
@@ -126,12 +134,8 @@ def test_app_serves_the_page_on_an_export(detector_image: str, request: pytest.F
     from tests.detector.app.support import browser_page, require_chromium, shown_count, wait_healthy
 
     require_chromium()
-    exported_model = request.getfixturevalue("exported_model")
+    model = readable_export(request, tmp_path)
     predictor = request.getfixturevalue("predictor")
-    model = tmp_path / "model"
-    shutil.copytree(exported_model.path, model)
-    for path in [model, *model.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
     name = f"envtiers-app-{uuid.uuid4().hex[:8]}"
     docker(
         "run", "-d", "--name", name, "-p", "127.0.0.1::8501",
