@@ -145,11 +145,11 @@ def upload(page: Any, files: list[tuple[str, str, bytes]]) -> None:
 
 
 def choose_mode(page: Any, mode: str) -> None:
-    page.locator('[data-testid="stSidebar"]').get_by_text(mode, exact=True).click()
+    page.locator('[data-testid="stSidebar"] [role="radiogroup"]').get_by_text(mode, exact=True).click()
 
 
 def fill(page: Any, label: str, value: str) -> None:
-    box = page.get_by_label(label, exact=True)
+    box = page.locator('[data-testid="stTextInput"]').filter(has_text=label).locator("input")
     box.fill(value)
     box.press("Enter")
 
@@ -162,7 +162,7 @@ def select(page: Any, label: str, option: str) -> None:
 
 def set_slider(page: Any, label: str, steps: int) -> None:
     """Move a slider ``steps`` steps right (negative: left) with the keyboard, as a user can."""
-    slider = page.get_by_role("slider", name=label)
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text=label).get_by_role("slider")
     slider.focus()
     for _ in range(abs(steps)):
         slider.press("ArrowRight" if steps > 0 else "ArrowLeft")
