@@ -1,7 +1,8 @@
 """The front end in a real browser: headless Chromium against `streamlit run` of the page.
 
 One app serves every test here (each test opens a new browser page, i.e. a new session), from a
-folder that holds two real DetectorFlow runs: A (the `test` model, one epoch, `--environment=local`)
+folder whose local datastore starts empty; the runs test then makes two real DetectorFlow runs
+there, which the running page picks up: A (the `test` model, one epoch, `--environment=local`)
 and B, a resume of A from its deploy step (a second successful run with its own export: cheaper
 than a second training, so the two show the same detections). The fixed model for the
 upload tests is the session's export fixture (tests/detector/conftest.py), loaded by the page
@@ -69,10 +70,21 @@ class Runs:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
-    base = tmp_path_factory.mktemp("app-runs")
-    generate_sample(base / "sample", images=12, seed=3, size=128)
-    env: dict[str, str | None] = {"DETECTOR_RUNS_DIR": str(base / "runs"), "DETECTOR_FAIL_AT": None}
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The app's working folder: an empty local datastore (.metaflow) the runs test fills later."""
+    folder = tmp_path_factory.mktemp("app-runs")
+    (folder / ".metaflow").mkdir()
+    generate_sample(folder / "sample", images=12, seed=3, size=128)
+    return folder
+
+
+def flow_variables(base: Path) -> dict[str, str | None]:
+    return {"DETECTOR_RUNS_DIR": str(base / "runs"), "DETECTOR_FAIL_AT": None}
+
+
+@pytest.fixture(scope="module")
+def runs(base: Path) -> Runs:
+    env = flow_variables(base)
     local = ["--environment=local"]
     a = run_flow(DETECTOR_FLOW, [*local, "run", "--data", str(base / "sample"), *RUN_ARGS], cwd=base, env=env)
     assert a.returncode == 0, a.stdout[-4000:]
@@ -82,10 +94,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
 
 
 @pytest.fixture(scope="module")
-def app(runs: Runs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+def app(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     cache = tmp_path_factory.mktemp("app-cache")
-    env = {k: v for k, v in flow_env({**runs.env, "DETECTOR_APP_CACHE_DIR": str(cache)}).items() if v is not None}
-    with running_app(runs.base, runs.base / "app.log", env=env) as served:
+    variables = {**flow_variables(base), "DETECTOR_APP_CACHE_DIR": str(cache)}
+    env = {k: v for k, v in flow_env(variables).items() if v is not None}
+    with running_app(base, base / "app.log", env=env) as served:
         yield served
 
 
@@ -138,7 +151,7 @@ def test_upload_shows_the_models_detections_boxes_and_the_slider_filters_them(
     assert shown_count(page, "leaf.png") == len(want)
     # The table lists exactly those detections, best first.
     rows = page.locator('[data-testid="stTable"]').first.locator("tbody tr").all_inner_texts()
-    assert [row.split("\t")[1].strip() for row in rows] == [d["class_name"] for d in want]
+    assert [row.split("\t")[0].strip() for row in rows] == [d["class_name"] for d in want]
 
     # The boxes are drawn: each detected class's colour covers at least a box outline's pixels
     # more on the page than in the uploaded image.
@@ -200,7 +213,8 @@ def test_endpoint_mode_against_the_detector_server(
         server.process.wait(30)
 
 
-def test_runs_latest_by_default_any_by_id_and_compared(page: Any, runs: Runs) -> None:
+@pytest.mark.timeout(3600)  # two flow runs: minutes on a busy 2-core machine
+def test_runs_latest_by_default_any_by_id_and_compared(runs: Runs, page: Any) -> None:
     summaries = client(
         f"""
         result = {{}}
