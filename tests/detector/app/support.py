@@ -10,7 +10,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,16 @@ def browser_page(url: str) -> Iterator[Any]:
             browser.close()
 
 
+def settle(page: Any) -> None:
+    """Wait for the rerun an action started to finish: until then the page shows stale elements."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    running = page.locator('[data-testid="stApp"][data-test-script-state="running"]')
+    with suppress(PlaywrightTimeout):  # the rerun was over before we looked
+        running.wait_for(state="attached", timeout=3000)
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(state="attached")
+
+
 def main_text(page: Any) -> str:
     return str(page.locator('[data-testid="stMain"]').inner_text())
 
@@ -142,22 +152,31 @@ def upload(page: Any, files: list[tuple[str, str, bytes]]) -> None:
     """Put (name, MIME type, bytes) files into the page's uploader, as a drag-and-drop would."""
     payload = [{"name": name, "mimeType": mime, "buffer": data} for name, mime, data in files]
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(payload)
+    settle(page)
+
+
+def click(page: Any, text: str) -> None:
+    page.get_by_text(text, exact=True).click()
+    settle(page)
 
 
 def choose_mode(page: Any, mode: str) -> None:
     page.locator('[data-testid="stSidebar"] [role="radiogroup"]').get_by_text(mode, exact=True).click()
+    settle(page)
 
 
 def fill(page: Any, label: str, value: str) -> None:
     box = page.locator('[data-testid="stTextInput"]').filter(has_text=label).locator("input")
     box.fill(value)
     box.press("Enter")
+    settle(page)
 
 
 def select(page: Any, label: str, option: str) -> None:
     """Pick the option starting with ``option`` in the selectbox labelled ``label``."""
     page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
     page.get_by_role("option").filter(has_text=re.compile(rf"^{re.escape(option)}")).first.click()
+    settle(page)
 
 
 def set_slider(page: Any, label: str, steps: int) -> None:
@@ -166,6 +185,7 @@ def set_slider(page: Any, label: str, steps: int) -> None:
     slider.focus()
     for _ in range(abs(steps)):
         slider.press("ArrowRight" if steps > 0 else "ArrowLeft")
+    settle(page)
 
 
 def colour_pixels(png: bytes, class_ids: set[int], *, tolerance: int = 40) -> dict[int, int]:

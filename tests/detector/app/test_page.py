@@ -31,6 +31,7 @@ from tests.detector.app.support import (
     PAGE_TIMEOUT_MS,
     App,
     choose_mode,
+    click,
     colour_pixels,
     fill,
     free_port,
@@ -142,7 +143,7 @@ def test_upload_shows_the_models_detections_boxes_and_the_slider_filters_them(
     page.locator('[data-testid="stImage"] img').first.wait_for()
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))  # the main view, for the README
-    page.get_by_text("Add the bundled sample photo").click()  # only the upload from here on
+    click(page, "Add the bundled sample photo")  # only the upload from here on
     image = leaf_image(240, 180, seed=21)
     png = encode(image, "PNG")
     upload(page, [("leaf.png", "image/png", png)])
@@ -200,7 +201,7 @@ def test_endpoint_mode_against_the_detector_server(
         choose_mode(page, "Endpoint URL")
         fill(page, "Endpoint URL", f"http://{server.host}:{server.port}")
         jpeg = encode(leaf_image(160, 200, seed=8), "JPEG")
-        page.get_by_text("Add the bundled sample photo").click()
+        click(page, "Add the bundled sample photo")
         upload(page, [("leaf.jpg", "image/jpeg", jpeg)])
         assert shown_count(page, "leaf.jpg") == len(expected(predictor, jpeg))
         assert "invocation: 1 image(s)" in server.log()
@@ -241,7 +242,7 @@ def test_runs_latest_by_default_any_by_id_and_compared(runs: Runs, page: Any) ->
     assert shown_count(page, "sample-leaf.jpg") == len(expected(a_model, sample))
 
     # Compare: run A's picker starts on the latest run (B), run B's on the one before (A).
-    page.get_by_text("Compare runs", exact=True).click()
+    click(page, "Compare runs")
     wait_for_text(page, rf"Run {runs.b}[\s\S]*Run {runs.a}[\s\S]*AP per class")
     assert len(re.findall(r"sample-leaf\.jpg: \d+ detections shown", main_text(page))) == 2
     table = page.locator('[data-testid="stTable"]').last.inner_text()
