@@ -16,6 +16,10 @@ ENVTIERS := PYTHONPATH=$(CURDIR) $(TOOLS)/bin/python -m envtiers
 PYTEST_ARGS ?=
 # make run: the flow's options (see `python flows/detector_flow.py run --help`).
 RUN_ARGS ?= --model-config test --wandb-mode offline
+# make app: where the page listens, and its options (--run ID, --endpoint URL, --model-dir DIR).
+APP_HOST ?= 127.0.0.1
+APP_PORT ?= 8501
+APP_ARGS ?=
 # Metaflow refuses to run as "root" (it names runs after the user): fall back to a neutral name.
 METAFLOW_USER := $(if $(filter-out root,$(USER)),$(USER),envtiers)
 
@@ -76,7 +80,11 @@ dist: venv ## Build the envtiers wheel (the toolkit and its Metaflow extension, 
 data: venv ## Download the real PlantDoc dataset (GitHub archive at a pinned commit, CC BY 4.0) into data/plantdoc
 	$(VENV)/bin/python -m detector fetch plantdoc --out data/plantdoc
 
+app: venv ## Serve the front end (Streamlit) on http://$(APP_HOST):$(APP_PORT): latest run by default (after make run); APP_ARGS=...
+	@PYTHONPATH=$(CURDIR) USER=$(METAFLOW_USER) TF_CPP_MIN_LOG_LEVEL=2 \
+	  $(VENV)/bin/python -m detector app --host $(APP_HOST) --port $(APP_PORT) $(APP_ARGS)
+
 clean: ## Remove .tools/ and .venv/ (the envtiers cache in ~/.cache/envtiers stays)
 	rm -rf $(TOOLS) $(VENV)
 
-.PHONY: help tools venv audit test lint bench sample data dist clean
+.PHONY: help tools venv audit test lint bench sample data dist app clean

@@ -261,18 +261,18 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
+def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 180.0, *, path: str = "/ping") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise BenchError(f"the server exited with {process.returncode} before answering /ping")
+            raise BenchError(f"the server exited with {process.returncode} before answering {path}")
         try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+            with urllib.request.urlopen(f"{url}{path}", timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.2)
-    raise BenchError("the server did not answer /ping in time")
+    raise BenchError(f"the server did not answer {path} in time")
 
 
 def _percentile(samples: list[float], q: float) -> float:

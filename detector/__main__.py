@@ -156,6 +156,18 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    from detector.app.launch import run_app
+
+    if args.model_dir is not None and not (args.model_dir / "saved_model.pb").is_file():
+        raise InputError(
+            f"{args.model_dir}: no saved_model.pb: not an export folder",
+            fix="pass --model-dir of `python -m detector export` (or runs/DetectorFlow/<run id>/export/model)",
+        )
+    run_app(host=args.host, port=args.port, run=args.run, endpoint=args.endpoint, model_dir=args.model_dir)
+    return EXIT_OK
+
+
 def _deploy_local(args: argparse.Namespace) -> int:
     from detector.deploy import deploy_local
 
@@ -230,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(commands)
     _add_serve(commands)
     _add_deploy(commands)
+    _add_app(commands)
     return parser
 
 
@@ -247,6 +260,22 @@ def _add_fetch(commands: Any) -> None:
     fetch.add_argument("--force", action="store_true", help="replace an --out that holds something else")
     fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     fetch.set_defaults(handler=cmd_fetch)
+
+
+def _add_app(commands: Any) -> None:
+    app = commands.add_parser(
+        "app",
+        help="the front end: upload photos, see detections, compare runs (Streamlit)",
+        description="Serve the Streamlit page. It starts on the latest successful DetectorFlow run unless "
+        "--run, --endpoint or --model-dir says otherwise; the page can switch between them.",
+    )
+    app.add_argument("--host", default=config.APP_HOST, help="address to listen on (default: %(default)s)")
+    app.add_argument("--port", type=int, default=config.APP_PORT, help="port (default: %(default)s)")
+    start = app.add_mutually_exclusive_group()
+    start.add_argument("--run", help="start on this DetectorFlow run id")
+    start.add_argument("--endpoint", help="start on this endpoint URL (SageMaker's /invocations contract)")
+    start.add_argument("--model-dir", type=Path, help="start on this export folder (e.g. /opt/ml/model)")
+    app.set_defaults(handler=cmd_app)
 
 
 def _add_export(commands: Any) -> None:

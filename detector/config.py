@@ -83,3 +83,11 @@ SERVE_BACKLOG = 2048
 # Idle keep-alive connections are closed after this long (longer than a load balancer's 60 s idle
 # timeout, so the balancer closes first and never reuses a connection being closed).
 SERVE_KEEP_ALIVE = 65
+
+# The front end (detector/app): `make app`, `docker run IMAGE app`.
+APP_HOST = "127.0.0.1"
+APP_PORT = 8501
+# Exports rebuilt from a run's artifacts (a run trained elsewhere) are kept here between sessions.
+APP_CACHE_DIR = Path(os.environ.get("DETECTOR_APP_CACHE_DIR", Path.home() / ".cache" / "detector" / "app"))
+# The flow whose runs the page lists (the Client API's name for flows/detector_flow.py).
+FLOW_NAME = "DetectorFlow"

@@ -184,3 +184,20 @@ class ChecksumError(FetchError):
         )
         self.expected = expected
         self.found = found
+
+
+class AppError(DetectorError):
+    """The front end cannot show what was asked: no trained run, an unknown run, a failing endpoint."""
+
+
+class NoRunError(AppError):
+    def __init__(self, flow_name: str) -> None:
+        super().__init__(
+            f"no successful {flow_name} run yet: there is no trained model to show",
+            fix="run `make run` (trains the small test model on the bundled sample), then reload this page; "
+            "or choose an endpoint URL or an export folder",
+        )
+
+
+class EndpointError(AppError):
+    """An endpoint URL that cannot be reached, refuses the image, or does not speak /invocations."""

@@ -191,6 +191,25 @@ def test_resume_reruns_evaluate_without_retraining(runs: FlowRuns) -> None:
         assert_ran_in(data["steps"][step], tier="pip", prefix=runs.base / "cache" / "envs" / folder, key=key)
 
 
+def test_the_app_lists_successful_runs_with_tier_lock_and_ap50(runs: FlowRuns) -> None:
+    """What the front end's run picker shows (detector/app/runs.py), from these pip-tier runs."""
+    listed = client(
+        """
+        from detector.app.runs import list_runs
+        result = [[s.run_id, s.tier, s.lock_hash, s.ap50, s.model_config, sorted(s.ap_per_class)] for s in list_runs()]
+        """,
+        cwd=runs.base,
+        env=runs.env,
+    )
+    a, c = run_id_of(runs.a.stdout), run_id_of(runs.c.stdout)
+    assert [entry[0] for entry in listed] == [c, a]  # newest first; B failed, so it has no model
+    key, _ = expected_env()
+    for run_id, tier, lock_hash, ap50, model_config, classes in listed:
+        data = artifacts(runs, run_id)
+        assert (tier, lock_hash, model_config) == ("pip", key, "test")
+        assert ap50 == data["eval_result"]["ap50"] and classes == sorted(data["class_names"])
+
+
 def test_a_stale_lock_stops_the_run_in_start(runs: FlowRuns, tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
     with (project / "envs" / "requirements.in").open("a") as spec:

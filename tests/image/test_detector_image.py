@@ -80,6 +80,17 @@ def detector_image(request: pytest.FixtureRequest) -> str:
     return detector_image_reference(request)
 
 
+def readable_export(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A copy of the session's export with the modes `detector export` gave it (0755/0644), so the
+    image's uid 1000 reads it as it would a model.tar.gz SageMaker extracted.
+
+    The fixture is asked for only here, once the image is known (it loads TensorFlow, ~10 s)."""
+    exported_model = request.getfixturevalue("exported_model")
+    model = tmp_path / "model"
+    shutil.copytree(exported_model.path, model)
+    return model
+
+
 def test_tensorflow_in_the_image_is_built_with_cuda(detector_image: str) -> None:
     code = (
         "import json, os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'; import tensorflow as tf, keras_cv, metaflow;"
@@ -98,9 +109,7 @@ def test_serve_answers_ping_and_invocations_with_an_export(
     runs as the image's uid 1000, and reads the export as `detector export` wrote it (0755/0644)."""
     from tests.detector.support import encode, leaf_image
 
-    exported_model = request.getfixturevalue("exported_model")  # only once the image is known (TF, ~10 s)
-    model = tmp_path / "model"
-    shutil.copytree(exported_model.path, model)
+    model = readable_export(request, tmp_path)
 
     name = f"envtiers-detector-{uuid.uuid4().hex[:8]}"
     docker(
@@ -128,5 +137,36 @@ def test_serve_answers_ping_and_invocations_with_an_export(
             answer = json.loads(response.read())
         (detections,) = answer["predictions"]  # one image in, one list of detections out
         assert isinstance(detections, list) and all(isinstance(d, dict) for d in detections)
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def test_app_serves_the_page_on_an_export(detector_image: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """`docker run IMAGE app --model-dir /opt/ml/model`: the front end in the image, seen in a browser."""
+    from detector.app.sources import sample_upload
+    from detector.app.view import DEFAULT_THRESHOLD, visible
+    from detector.serve import decode_image_bytes
+    from tests.detector.app.support import browser_page, require_chromium, shown_count, wait_healthy
+
+    require_chromium()
+    model = readable_export(request, tmp_path)
+    predictor = request.getfixturevalue("predictor")
+    name = f"envtiers-app-{uuid.uuid4().hex[:8]}"
+    docker(
+        "run", "-d", "--name", name, "-p", "127.0.0.1::8501",
+        "-v", f"{model}:/opt/ml/model:ro", detector_image, "app", "--model-dir", "/opt/ml/model",
+    )  # fmt: skip
+    try:
+        port = docker("port", name, "8501").stdout.strip().splitlines()[0].rsplit(":", 1)[1]
+        url = f"http://127.0.0.1:{port}"
+
+        def running() -> bool:
+            return docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
+
+        wait_healthy(url, alive=running, logs=lambda: docker("logs", name, check=False).stderr)
+        _, sample = sample_upload()
+        want = visible(predictor.predict(decode_image_bytes(sample)), threshold=DEFAULT_THRESHOLD)
+        with browser_page(url) as page:
+            assert shown_count(page, "sample-leaf.jpg") == len(want)
     finally:
         docker("rm", "-f", name, check=False)
