@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO
 
 from detector.errors import ChecksumError, FetchError, InputError
 
@@ -133,7 +133,7 @@ def fetch_dataset(
     return Fetched(out, url, digest, expected is not None, fetched, resumed_from)
 
 
-def _read_record(out: Path) -> dict | None:
+def _read_record(out: Path) -> dict[str, Any] | None:
     try:
         record = json.loads((out / FETCH_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -194,7 +194,7 @@ def _range_start(header: str) -> int:
 
 def _copy(
     response: BinaryIO,
-    sink: BinaryIO,
+    sink: IO[bytes],
     *,
     done: int,
     total: int | None,
@@ -233,7 +233,7 @@ def _remove_stale_unpacks(out: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _unpack(archive: Path, out: Path, *, layout: tuple[str, ...], record: dict) -> None:
+def _unpack(archive: Path, out: Path, *, layout: tuple[str, ...], record: dict[str, Any]) -> None:
     """Unpack ``archive`` (one top folder, as GitHub writes it) to ``out`` via a temporary folder."""
     temp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-unpack-"))
     try:
@@ -283,7 +283,7 @@ def terminal_progress(label: str) -> Callable[[int, int | None], None]:
             bar = "" if share is None else "[" + "#" * int(30 * share) + "." * (30 - int(30 * share)) + "] "
             shown = f"{done / 1e6:.1f} MB" + ("" if total is None else f" of {total / 1e6:.1f} MB")
             print(f"\r{label} {bar}{shown}", end="\n" if done == total else "", file=sys.stderr, flush=True)
-        elif share is not None and int(share * 10) > state["shown"]:
+        elif share is not None and total is not None and int(share * 10) > state["shown"]:
             state["shown"] = int(share * 10)
             print(f"{label}: {done / 1e6:.1f} of {total / 1e6:.1f} MB ({share:.0%})", file=sys.stderr, flush=True)
 
