@@ -126,13 +126,17 @@ def ship(
         )
     client = client or s3_client()
     bucket, prefix = split_url(root.rstrip("/") + "/")
+    url = manifest_url(root, tier=tier, key=key)
+    shipped = _shipped_before(client, bucket, prefix, url)
+    if shipped is not None:  # this env's files are all there: no index, no upload
+        report(f"envtiers: the {tier} environment's {len(shipped)} locked files are already in {root}")
+        return ShipResult(manifest_url=url, files=shipped, uploaded=0, uploaded_bytes=0)
     files = pip_files(project, platform, index=index)
     present = _existing(client, bucket, prefix)
     missing = [f for f in files if f.sha256 not in present]
     progress = _Progress(report, total=len(missing), present=len(files) - len(missing))
     with tempfile.TemporaryDirectory(prefix="envtiers-ship-") as scratch, ThreadPoolExecutor(WORKERS) as pool:
         sizes = list(pool.map(lambda f: _upload(f, client, bucket, prefix, Path(scratch), progress), missing))
-    url = manifest_url(root, tier=tier, key=key)
     manifest = {
         "format-version": MANIFEST_FORMAT,
         "tier": tier,
@@ -202,6 +206,23 @@ def _existing(client: Any, bucket: str, prefix: str) -> set[str]:
             f"or set {OPT_OUT_VARIABLE}=0 to let the tasks install from the index",
         ) from None
     return found
+
+
+def _shipped_before(client: Any, bucket: str, prefix: str, url: str) -> tuple[LockedFile, ...] | None:
+    """The files of the manifest at `url` when it and every file it names are in the datastore."""
+    from envtiers.remote.fetch import FetchError, read_manifest
+
+    manifest_bucket, manifest_key = split_url(url)
+    if not _has(client, manifest_bucket, manifest_key):
+        return None
+    try:
+        entries = read_manifest(client, url)["files"]
+    except (FetchError, ValueError, KeyError):
+        return None
+    present = _existing(client, bucket, prefix)
+    if any(entry["sha256"] not in present for entry in entries):
+        return None
+    return tuple(LockedFile(entry["filename"], "", entry["sha256"]) for entry in entries)
 
 
 def _has(client: Any, bucket: str, key: str) -> bool:
