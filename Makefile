@@ -5,6 +5,10 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 TIER ?= pip
+# REMOTE=batch: every step of make run / make resume runs on AWS Batch (--with batch), with the
+# Metaflow settings from the environment (README: Remote runs). Empty: everything runs here.
+REMOTE ?=
+REMOTE_WITH := $(if $(REMOTE),--with $(REMOTE))
 TOOLS := .tools
 VENV := .venv
 # envtiers runs from the source tree on the bootstrap interpreter (uv, packaging, and py-rattler +
@@ -20,7 +24,7 @@ FLOW := PYTHONPATH=$(CURDIR) USER=$(METAFLOW_USER) TF_CPP_MIN_LOG_LEVEL=2 \
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "Variables: TIER=pip|conda|image (make run), PYTEST_ARGS=... (make test)"
+	@echo "Variables: TIER=pip|conda|image, REMOTE=batch (make run/resume), PYTEST_ARGS=... (make test)"
 
 $(TOOLS)/.ok: lockfiles/tools.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -63,16 +67,20 @@ bench: venv ## Run the benchmarks; writes bench/results/*.json and *.md
 
 check-tier:
 	@case "$(TIER)" in pip|conda|image) ;; *) echo "TIER must be pip, conda or image (got '$(TIER)')"; exit 2;; esac
+	@case "$(REMOTE)" in ""|batch) ;; *) echo "REMOTE must be empty (local) or batch (got '$(REMOTE)')"; exit 2;; esac
+	@if [ "$(REMOTE)" = batch ] && [ -z "$${METAFLOW_BATCH_JOB_QUEUE:-}" ]; then \
+	  echo "REMOTE=batch needs Metaflow's AWS settings (METAFLOW_BATCH_JOB_QUEUE, METAFLOW_DATASTORE_SYSROOT_S3, ...):"; \
+	  echo "  see README 'Remote runs (AWS Batch)'; on this machine: eval \"\$$(.ci/docker-up)\"; eval \"\$$(.ci/aws-up)\""; exit 2; fi
 
 sample: venv ## Generate the synthetic PlantDoc-layout sample dataset in data/sample (once)
 	@test -f data/sample/train_labels.csv || $(VENV)/bin/python -m detector sample
 
-run: check-tier venv sample ## Run the detector flow in the chosen tier (TIER=pip|conda|image, RUN_ARGS=...)
-	@$(FLOW) run $(RUN_ARGS) || { status=$$?; USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py; exit $$status; }
+run: check-tier venv sample ## Run the detector flow in the chosen tier (TIER=pip|conda|image, REMOTE=batch, RUN_ARGS=...)
+	@$(FLOW) run $(REMOTE_WITH) $(RUN_ARGS) || { status=$$?; USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py; exit $$status; }
 	@USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py
 
-resume: check-tier venv ## Resume the latest run from its failed step (earlier steps are reused)
-	@$(FLOW) resume || { status=$$?; USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py; exit $$status; }
+resume: check-tier venv ## Resume the latest run from its failed step (earlier steps are reused; REMOTE=batch too)
+	@$(FLOW) resume $(REMOTE_WITH) || { status=$$?; USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py; exit $$status; }
 	@USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py
 
 image: tools ## Build, push and pin the GPU image (REGISTRY=..., BASE_IMAGE=name@sha256:... override)

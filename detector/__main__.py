@@ -29,6 +29,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_upload(args: argparse.Namespace) -> int:
+    from detector.remote_data import upload
+
+    upload(args.folder, args.url)
+    return EXIT_OK
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from detector.pipeline import train_on_folder
 
@@ -155,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=config.SAMPLE_SEED, help="same seed, same bytes")
     sample.add_argument("--size", type=int, default=config.SAMPLE_SIZE, help="longer image side in pixels")
     sample.set_defaults(handler=cmd_sample)
+    upload = commands.add_parser(
+        "upload",
+        help="copy a dataset folder to S3 (for the flow's --data s3://...)",
+        description="Upload a PlantDoc-layout folder to s3://bucket/prefix/ with Metaflow's S3 client "
+        "(AWS settings from the environment, METAFLOW_S3_ENDPOINT_URL included).",
+    )
+    upload.add_argument("folder", type=Path, help="the dataset folder")
+    upload.add_argument("url", help="s3://bucket/prefix/")
+    upload.set_defaults(handler=cmd_upload)
     train = commands.add_parser(
         "train",
         help="train a RetinaNet on a PlantDoc-layout folder",

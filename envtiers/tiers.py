@@ -130,9 +130,11 @@ def tools_bootstrap(project: Project) -> list[str]:
     """Shell commands that install envtiers' own needs (uv, packaging) in a remote task, from the
     hashed tools lock shipped in the code package: the only thing the task installs with pip."""
     tools_lock = project.rel(project.lockfiles_dir / "tools.txt")
+    # The index the lock was resolved against (a mirror, [pip] index_url): the task installs from it.
+    index = f"--index-url {shlex.quote(project.pip.index_url)} " if project.pip.index_url else ""
     return [
         "python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes "
-        f"--target {REMOTE_TOOLS_DIR} -r {shlex.quote(tools_lock)}",
+        f"{index}--target {REMOTE_TOOLS_DIR} -r {shlex.quote(tools_lock)}",
     ]
 
 

@@ -35,7 +35,9 @@ class DetectorFlow(FlowSpec):
     compute = Config("compute", default_value=COMPUTE_DEFAULTS)
 
     data = Parameter(
-        "data", default="data/sample", help="PlantDoc-layout folder (TRAIN/, TEST/); relative to the project"
+        "data",
+        default="data/sample",
+        help="PlantDoc-layout folder (TRAIN/, TEST/), relative to the project, or s3://bucket/prefix/",
     )
     model_config = Parameter("model-config", default="default", help="model configuration: test, default or full")
     epochs = Parameter("epochs", default=0, type=int, help="training epochs (0: the configuration's)")
@@ -83,7 +85,7 @@ class DetectorFlow(FlowSpec):
     @step
     def augment_data_train_model(self):
         """Augment (flip, jittered resize) and train one candidate; its weights become an artifact."""
-        from flow_support import fail_if_injected, pack_run, png_bytes, run_dir_for
+        from flow_support import data_folder, fail_if_injected, pack_run, png_bytes, run_dir_for
         from sweep_support import failure_text
 
         from detector.pipeline import augmented_sample, train_on_folder
@@ -94,12 +96,13 @@ class DetectorFlow(FlowSpec):
         self.trained_config = overrides.get("model_config", self.model_config)
         seed = overrides.get("seed", self.seed)
         run_dir = run_dir_for(current.flow_name, current.run_id) / "candidates" / str(index)
+        data_dir = data_folder(self.data)  # this task's copy (S3: downloaded here, once)
         try:
             # DETECTOR_FAIL_AT=augment_data_train_model fails every candidate, .../1 only candidate 1
             fail_if_injected(current.step_name)
             fail_if_injected(f"{current.step_name}/{index}")
             trained = train_on_folder(
-                self.data_dir,
+                data_dir,
                 run_dir,
                 config_name=self.trained_config,
                 epochs=overrides.get("epochs", self.epochs) or None,
@@ -111,7 +114,7 @@ class DetectorFlow(FlowSpec):
                     "learning_rate": overrides.get("learning_rate"),
                 },
             )
-            scores = validation_metrics(run_dir, self.data_dir)
+            scores = validation_metrics(run_dir, data_dir)
         except Exception as error:
             if not self.sweep_allow_failures:
                 raise
@@ -136,7 +139,7 @@ class DetectorFlow(FlowSpec):
             started_at=started_at,
             finished_at=time.time(),
         ).to_dict()
-        sample = augmented_sample(self.data_dir, run_dir, seed=seed)
+        sample = augmented_sample(data_dir, run_dir, seed=seed)
         self.sample_image, self.sample_boxes, self.sample_classes = sample["image"], sample["boxes"], sample["classes"]
         self.sample_image_png = png_bytes(self.sample_image)
         print(f"candidate {index} ({overrides or 'flow parameters'}): validation AP50 {scores['ap50']}")
@@ -150,7 +153,10 @@ class DetectorFlow(FlowSpec):
         self.sweep_results = [inp.candidate_result for inp in inputs]
         best = choose(self.sweep_results)
         self.sweep_choice = best.to_dict()
-        self.merge_artifacts([next(inp for inp in inputs if inp.candidate_result["index"] == best.index)])
+        winner = next(inp for inp in inputs if inp.candidate_result["index"] == best.index)
+        self.merge_artifacts([winner])
+        if hasattr(winner, "envtiers_provenance"):  # where the winner's start and training ran
+            self.envtiers_provenance = {**winner.envtiers_provenance, **getattr(self, "envtiers_provenance", {})}
         if len(self.sweep_results) > 1:
             print(f"chose candidate {best.index} ({best.pathspec}): validation AP50 {best.ap50}")
         self.next(self.evaluate_model)
@@ -159,18 +165,26 @@ class DetectorFlow(FlowSpec):
     @step
     def evaluate_model(self):
         """COCO mAP on the TEST split (pycocotools), logged to W&B, shown on the card."""
-        from flow_support import evaluation_card, fail_if_injected, predictions_as_lists, run_dir_for, unpack_run
+        from flow_support import (
+            data_folder,
+            evaluation_card,
+            fail_if_injected,
+            predictions_as_lists,
+            run_dir_for,
+            unpack_run,
+        )
 
         from detector.pipeline import evaluate_run
 
         fail_if_injected(current.step_name)
         run_dir = unpack_run(self.trained_run, run_dir_for(current.flow_name, current.run_id))
-        result = evaluate_run(run_dir, self.data_dir, wandb_mode=self.wandb_run_mode)
+        result = evaluate_run(run_dir, data_folder(self.data), wandb_mode=self.wandb_run_mode)
         self.eval_result = result.to_dict()
         self.y_pred = predictions_as_lists(result, self.class_names)
         self.confidences = [score for image in self.y_pred for score in image["confidences"]]
         title = f"DetectorFlow {current.run_id}: {self.trained_config}"
-        current.card["evaluation"].extend(evaluation_card(result, title=title))
+        provenance = getattr(self, "envtiers_provenance", None)
+        current.card["evaluation"].extend(evaluation_card(result, title=title, provenance=provenance))
         if len(self.sweep_results) > 1:
             from sweep_support import sweep_card
 

@@ -35,14 +35,27 @@ def project_root() -> Path:
 
 
 # -- start ---------------------------------------------------------------------------------------
+def data_folder(data: str) -> Path:
+    """The dataset as a local folder: `data` itself (relative to the project), or for s3://...
+    a copy downloaded once per task into its temp dir (each remote task has its own disk)."""
+    from detector.errors import DetectorError
+    from detector.remote_data import download, is_s3
+
+    if is_s3(data):
+        try:
+            return download(data)
+        except DetectorError as error:
+            raise FlowInputError(error.headline, fix=error.fix) from None
+    folder = Path(data)
+    return folder if folder.is_absolute() else project_root() / folder
+
+
 def check_data(data: str) -> tuple[Path, int, int]:
-    """(absolute data folder, train images, test images); FlowInputError when unusable."""
+    """(local data folder, train images, test images); FlowInputError when unusable."""
     from detector.annotations import load_plantdoc
     from detector.errors import DetectorError
 
-    folder = Path(data)
-    if not folder.is_absolute():
-        folder = project_root() / folder
+    folder = data_folder(data)
     try:
         train, _ = load_plantdoc(folder, split="train")
         test, _ = load_plantdoc(folder, split="test")
@@ -143,8 +156,9 @@ def predictions_as_lists(result: Any, class_names: tuple[str, ...]) -> list[dict
 
 
 # -- the evaluation card -------------------------------------------------------------------------
-def evaluation_card(result: Any, *, title: str) -> list[Any]:
-    """Card components: the COCO table, AP per class, the PR curves and sample detections."""
+def evaluation_card(result: Any, *, title: str, provenance: dict[str, Any] | None = None) -> list[Any]:
+    """Card components: the COCO table, AP per class, the PR curves and sample detections, and
+    where each step ran (`provenance`: the envtiers_provenance artifact)."""
     from metaflow.cards import Image, Markdown, Table
 
     def cell(value: float | None) -> str:
@@ -178,6 +192,11 @@ def evaluation_card(result: Any, *, title: str) -> list[Any]:
     if result.sample_paths:
         components.append(Markdown("## Sample detections (red: predicted, green: ground truth)"))
         components += [Image(Path(path).read_bytes(), label=Path(path).stem) for path in result.sample_paths]
+    if provenance:
+        from envtiers.runtime import PROVENANCE_HEADERS, provenance_rows
+
+        components.append(Markdown("## Provenance: the locked environment each step ran in"))
+        components.append(Table(provenance_rows(provenance), headers=list(PROVENANCE_HEADERS)))
     return components
 
 

@@ -2,8 +2,9 @@
 
     python flows/show_run.py [RUN_ID]      # make run calls it after the flow
 
-Prints the run's status, the tier each step ran in, the metrics, the model and endpoint, and
-saves the evaluation card next to the run's files (runs/DetectorFlow/<run id>/card.html).
+Prints the run's status, where each step ran (scheduler, job, host, tier, lock, image), the
+metrics, the model and endpoint, and saves the evaluation card next to the run's files
+(runs/DetectorFlow/<run id>/card.html).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 from metaflow import Flow, Run
 from metaflow.cards import get_cards
 
+from envtiers.runtime import describe
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -22,11 +25,16 @@ def main(argv: list[str]) -> int:
     print(f"DetectorFlow/{run.id}: {'succeeded' if run.successful else 'did not finish'}")
     for step in reversed(list(run)):
         data = step.task.data
-        tier = getattr(data, "envtiers_tier", None) if "envtiers_tier" in step.task else None
-        where = f"tier {tier}, lock {data.envtiers_lock_hash[:19]}, {data.envtiers_python}" if tier else "no tier"
+        if "envtiers_runtime" in step.task:
+            where = describe(data.envtiers_runtime)
+        elif "envtiers_tier" in step.task:
+            where = f"tier {data.envtiers_tier}, lock {data.envtiers_lock_hash[:19]}, {data.envtiers_python}"
+        else:
+            where = "no tier"
         print(f"  {step.id:<26} {where}")
     if not run.successful:
-        print("  fix the failure, then: make resume (reruns the failed step and those after it),")
+        print("  fix the failure, then: make resume (reruns the failed step and those after it;")
+        print("  REMOTE=batch too when the run used it),")
         print("  or make run again when a parameter (RUN_ARGS) was wrong: resume keeps the parameters")
         return 1
     evaluation = run["evaluate_model"].task

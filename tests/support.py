@@ -290,11 +290,12 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
     }
 
 
-def wheel_from_installed(dest: Path, name: str) -> Path:
+def wheel_from_installed(dest: Path, name: str, *, binaries: bool = False) -> Path:
     """Repack an installed distribution (from the interpreter running the tests) as a wheel.
 
     Lets the local index serve real packages, such as Metaflow and requests, without a network:
     the files, metadata and tags are those pip installed, re-zipped with a fresh RECORD.
+    `binaries`: also carry the files installed into bin/ (uv's binary), as .data/scripts.
     """
     from importlib.metadata import distribution
 
@@ -308,6 +309,12 @@ def wheel_from_installed(dest: Path, name: str) -> Path:
     files: dict[str, bytes] = {}
     for entry in dist.files or ():
         path = str(entry)
+        if path.startswith("../../../bin/") and binaries:
+            # A binary the wheel installs as a script (uv's `uv`): back into the wheel's .data/scripts.
+            files[f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}.data/scripts/{Path(path).name}"] = (
+                base / path
+            ).read_bytes()
+            continue
         if path.startswith("..") or "__pycache__" in path or path.endswith((".pyc", "RECORD", "INSTALLER")):
             continue
         if path.endswith("direct_url.json") or path.endswith("REQUESTED"):
@@ -319,5 +326,8 @@ def wheel_from_installed(dest: Path, name: str) -> Path:
     out = dest / f"{dist_name}-{dist.version}-{filename_tag}.whl"
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for member, data in sorted(files.items()):
-            archive.writestr(zipfile.ZipInfo(member, date_time=_EPOCH), data)
+            info = zipfile.ZipInfo(member, date_time=_EPOCH)
+            if ".data/scripts/" in member:
+                info.external_attr = 0o100755 << 16  # installers keep the executable bit
+            archive.writestr(info, data)
     return out

@@ -8,7 +8,6 @@ on the host, docker builds offline from it, pushes, reads the digest back and re
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from pathlib import Path
 from envtiers.errors import EnvtiersError, InputError
 from envtiers.fsutil import atomic_write_text
 from envtiers.image import wheelhouse
-from envtiers.image.docker import Docker, DockerCommandError, is_local_registry, is_not_found, session
+from envtiers.image.docker import Docker, DockerCommandError, manifest_digest, session
 from envtiers.image.record import ImageRecord, read_record, record_path, write_record
 from envtiers.image.spec import (
     DOCKERFILE,
@@ -53,23 +52,7 @@ def _quiet(line: str) -> None:
 
 def registry_digest(docker: Docker, spec: ImageSpec, reference: str | None = None) -> str | None:
     """The registry's digest for `reference` (default: the spec's tag), or None when it has none."""
-    args = ["manifest", "inspect", "-v"]
-    if is_local_registry(spec.registry_host):
-        args.append("--insecure")
-    try:
-        done = docker.run([*args, reference or spec.reference], what=f"docker manifest inspect {spec.reference}")
-    except DockerCommandError as error:
-        if is_not_found(error):
-            return None
-        raise
-    data = json.loads(done.stdout)
-    entries = data if isinstance(data, list) else [data]
-    for entry in entries:
-        descriptor = entry.get("Descriptor", {})
-        platform = descriptor.get("platform") or {}
-        if platform.get("os", "linux") == "linux" and platform.get("architecture", "amd64") == "amd64":
-            return str(descriptor["digest"])
-    return None
+    return manifest_digest(docker, reference or spec.reference)
 
 
 def make_record(spec: ImageSpec, digest: str) -> ImageRecord:

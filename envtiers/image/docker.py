@@ -199,6 +199,30 @@ def session(
         shutil.rmtree(config, ignore_errors=True)
 
 
+def manifest_digest(docker: Docker, reference: str) -> str | None:
+    """The registry's linux/amd64 digest for `reference` (name:tag or name@digest), or None when it
+    has none."""
+    from envtiers.image.spec import registry_host
+
+    args = ["manifest", "inspect", "-v"]
+    if is_local_registry(registry_host(reference)):
+        args.append("--insecure")
+    try:
+        done = docker.run([*args, reference], what=f"docker manifest inspect {reference}")
+    except DockerCommandError as error:
+        if is_not_found(error):
+            return None
+        raise
+    data = json.loads(done.stdout)
+    entries = data if isinstance(data, list) else [data]
+    for entry in entries:
+        descriptor = entry.get("Descriptor", {})
+        platform = descriptor.get("platform") or {}
+        if platform.get("os", "linux") == "linux" and platform.get("architecture", "amd64") == "amd64":
+            return str(descriptor["digest"])
+    return None
+
+
 def _last_line(output: str) -> str:
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     return lines[-1][:300] if lines else "no output"

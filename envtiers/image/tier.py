@@ -16,6 +16,7 @@ from pathlib import Path
 
 from envtiers.errors import InputError
 from envtiers.image.record import ImageRecord, read_record
+from envtiers.runtime import IMAGE_VARIABLE
 from envtiers.settings import Project
 from envtiers.tiers import TIER_VARIABLE, LocalLaunch
 
@@ -119,7 +120,7 @@ class ImageTier:
             user=f"{os.getuid()}:{os.getgid()}",
             # METAFLOW_RUN_ID: set by Metaflow's runtime for each task after the decorators ran.
             env_names=forwarded_names(
-                os.environ, extra=(TIER_VARIABLE, "PYTHONPATH", "PYTHONNOUSERSITE", "METAFLOW_RUN_ID")
+                os.environ, extra=(TIER_VARIABLE, IMAGE_VARIABLE, "PYTHONPATH", "PYTHONNOUSERSITE", "METAFLOW_RUN_ID")
             ),
             extra=("--gpus", gpus) if gpus else (),
         )
@@ -127,7 +128,7 @@ class ImageTier:
             tier=self.name,
             key=record.lock_hash,
             argv=argv,
-            env={TIER_VARIABLE: self.name},
+            env={TIER_VARIABLE: self.name, IMAGE_VARIABLE: record.reference},
             created=pulled,
             prefix=None,
             env_slot=argv.index(record.reference),

@@ -1,5 +1,5 @@
 """The detector flow's training sweep, end to end in the pip tier (the `test` model, one epoch):
-two candidates trained in parallel, the better one by validation AP50 evaluated and deployed, the
+two candidates trained one after the other, the better one by validation AP50 evaluated and deployed, the
 card's sweep section; then the failure paths (cheap: the candidates fail before training).
 """
 
@@ -15,9 +15,11 @@ import pytest
 from detector.sweep import CandidateResult, choose_best
 from tests.flows.support import DETECTOR_FLOW, card_components, client, detector_run_inputs, run_flow, run_id_of
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 
-RUN_ARGS = ["--model-config", "test", "--epochs", "1", "--wandb-mode", "offline", "--max-workers", "2"]
+# One training at a time here (a shared machine): tests/remote/test_batch_sweep.py shows candidates
+# running at once, on Batch.
+RUN_ARGS = ["--model-config", "test", "--epochs", "1", "--wandb-mode", "offline", "--max-workers", "1"]
 SWEEP = '[{"seed": 0}, {"seed": 1}]'
 
 
@@ -34,7 +36,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> SweepRun:
     base = tmp_path_factory.mktemp("detector-sweep")
     sample, env = detector_run_inputs(base)
     args = ["--environment=envtiers-pip", "run", "--data", str(sample), *RUN_ARGS, "--sweep", SWEEP]
-    done = run_flow(DETECTOR_FLOW, args, cwd=base, env=env)
+    done = run_flow(DETECTOR_FLOW, args, cwd=base, env=env, timeout=2400)  # two trainings, one at a time
     assert done.returncode == 0, done.stdout[-5000:]
     return SweepRun(base=base, env=env, sample=sample, done=done)
 
@@ -82,11 +84,6 @@ def test_the_winner_by_validation_ap50_is_evaluated_and_deployed(sweep: SweepRun
     assert data["deployed_candidate"] == best.pathspec == data["trains"][best.index]["pathspec"]
     assert data["deployed_weights"] == data["evaluated_weights"] == data["trains"][best.index]["weights"]
     assert f"chose candidate {best.index} ({best.pathspec})" in sweep.done.stdout
-
-
-def test_the_candidates_trained_at_the_same_time(sweep: SweepRun) -> None:
-    first, second = sweep_artifacts(sweep)["sweep_results"]
-    assert first["started_at"] < second["finished_at"] and second["started_at"] < first["finished_at"], (first, second)
 
 
 def test_the_card_shows_the_sweep_table_and_plot(sweep: SweepRun) -> None:

@@ -27,13 +27,19 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 IMAGE_INPUTS = ("envs", "lockfiles", "docker", "detector", ".dockerignore")
 
 
+def detector_image_project() -> Path:
+    """Where CI builds the detector image from (a copy of the checkout; its lockfiles/image.json
+    is the record of the last build)."""
+    cache = Path(os.environ.get("ENVTIERS_CI_CACHE", Path.home() / ".cache" / "envtiers-ci"))
+    return cache / "detector-image-project"
+
+
 def build_detector_image(infra: Infra) -> str:
     """Build (or find) the detector image in the test registry; returns repository@digest."""
     from envtiers.image.builder import build
     from envtiers.settings import load_project
 
-    cache = Path(os.environ.get("ENVTIERS_CI_CACHE", Path.home() / ".cache" / "envtiers-ci"))
-    root = cache / "detector-image-project"
+    root = detector_image_project()
     root.mkdir(parents=True, exist_ok=True)
     for name in IMAGE_INPUTS:
         target = root / name
@@ -54,14 +60,24 @@ def build_detector_image(infra: Infra) -> str:
     return result.record.reference
 
 
-@pytest.fixture(scope="module")
-def detector_image(request: pytest.FixtureRequest) -> str:
+def detector_image_reference(request: pytest.FixtureRequest) -> str:
+    """ENVTIERS_TEST_DETECTOR_IMAGE, else (CI only) the image built here; skips elsewhere."""
     reference = os.environ.get("ENVTIERS_TEST_DETECTOR_IMAGE")
     if reference:
         return reference
     if os.environ.get("CI") != "true":
         pytest.skip("ENVTIERS_TEST_DETECTOR_IMAGE is not set, and only CI=true builds the ~7 GB detector image")
-    return build_detector_image(request.getfixturevalue("infra"))
+    from tests.image.support import docker_ready, infra_from_env
+
+    reason = docker_ready()
+    if reason is not None:
+        pytest.fail(f"CI must run the docker tests: {reason}")
+    return build_detector_image(infra_from_env())
+
+
+@pytest.fixture(scope="module")
+def detector_image(request: pytest.FixtureRequest) -> str:
+    return detector_image_reference(request)
 
 
 def test_tensorflow_in_the_image_is_built_with_cuda(detector_image: str) -> None:

@@ -7,7 +7,10 @@ image tier their `image=` is filled from the image record unless the step sets o
 
 In every task it records where the step really ran, as artifacts:
 `envtiers_tier`, `envtiers_lock_hash` (the key of the environment's completion marker, which
-names the lock it was built from), `envtiers_python` (sys.executable), `envtiers_prefix`.
+names the lock it was built from), `envtiers_python` (sys.executable), `envtiers_prefix`, and
+`envtiers_runtime` (scheduler, job id, hostname, image digest, tier, lock hash, python, platform:
+see envtiers/runtime.py), and `envtiers_provenance` (step name -> envtiers_runtime, for this
+step and the steps before it).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ class EnvtiersStepDecorator(StepDecorator):
         self.step_name = step_name
         self.tier = tier
         self.remote = any(deco.name in REMOTE_DECORATORS for deco in decorators)
-        environment.pin_remote_image(decorators)
+        # On the launcher (not inside a remote task): the registry must still hold the image.
+        environment.pin_remote_image(decorators, verify=self.remote and _on_launcher())
 
     def runtime_init(self, flow, graph, package, run_id):
         if self.remote:
@@ -94,6 +98,14 @@ class EnvtiersStepDecorator(StepDecorator):
         flow.envtiers_lock_hash = marker.get("key")
         flow.envtiers_python = sys.executable
         flow.envtiers_prefix = sys.prefix
+        flow.envtiers_runtime = _runtime(self.tier, marker.get("key"))
+        # Every step so far, so a later step (the evaluation card) can say where each one ran.
+        try:
+            history = dict(getattr(flow, "envtiers_provenance", None) or {})
+        except Exception:  # a join sees one value per branch: start the history from this step
+            history = {}
+        history[step_name] = flow.envtiers_runtime
+        flow.envtiers_provenance = history
 
 
 _SHARED_TEMPDIR = None
@@ -132,6 +144,22 @@ def _toolkit_root():
     import envtiers
 
     return Path(envtiers.__file__).resolve().parent.parent
+
+
+def _on_launcher():
+    import os
+
+    from envtiers.runtime import scheduler_of
+
+    return scheduler_of(os.environ) == "local"
+
+
+def _runtime(tier, lock_hash):
+    import os
+
+    from envtiers.runtime import runtime_info
+
+    return runtime_info(tier=tier, lock_hash=lock_hash, environ=os.environ)
 
 
 def _marker(prefix):

@@ -9,6 +9,7 @@ downloaded: local tasks start on the interpreter of the env built from the lock 
 from __future__ import annotations
 
 import inspect
+import shlex
 from pathlib import Path
 
 from metaflow.exception import MetaflowException
@@ -16,7 +17,8 @@ from metaflow.metaflow_environment import MetaflowEnvironment
 from metaflow.packaging_sys import ContentType
 
 # What a remote task needs besides the flow's own folder: the toolkit, the settings and the locks.
-ALWAYS_PACKAGED = ("envtiers", "envs", "lockfiles")
+# docker/Dockerfile: `envtiers check` in an image-tier task compares the record with its hash.
+ALWAYS_PACKAGED = ("envtiers", "envs", "lockfiles", "docker/Dockerfile")
 # Set in [flow] include of envs/tiers.toml: the project's own packages the steps import.
 REMOTE_DECORATORS = ("batch", "kubernetes")
 PACKAGED_SUFFIXES = (".py", ".txt", ".toml", ".yml", ".yaml", ".json", ".in", ".md")
@@ -37,12 +39,15 @@ class TierEnvironment(MetaflowEnvironment):
     TIER = ""
     # The platform remote tasks run on (AWS Batch and Kubernetes: Linux x86-64).
     REMOTE_PLATFORM = "linux-64"
+    # Whether the tier decides the image of remote steps (the image tier: its record, by digest).
+    PINS_IMAGE = False
 
     def __init__(self, flow):
         super().__init__(flow)
         self.flow = flow
         self._project = None
         self._launch = None
+        self._verified = None
 
     # -- envtiers objects -------------------------------------------------------------------
     def project(self):
@@ -107,16 +112,23 @@ class TierEnvironment(MetaflowEnvironment):
         for step in self.flow:
             self.pin_remote_image(step.decorators)
 
-    def pin_remote_image(self, decorators):
+    def pin_remote_image(self, decorators, verify=False):
         """Give @batch / @kubernetes the tier's image (the image tier: the record's, by digest),
-        unless the step chose one."""
+        unless the step chose one. `verify`: first make sure the registry holds that digest (once
+        per process), so a deleted or replaced image stops the run before any job is submitted."""
         remote = [deco for deco in decorators if deco.name in REMOTE_DECORATORS]
-        if not remote:
+        if not remote or not self.PINS_IMAGE:
+            # pip/conda: any linux-64 image will do. Deciding this without the tier keeps the
+            # remote task (whose env holds only the project's lock) from importing envtiers' tiers.
             return
         from envtiers.errors import EnvtiersError
 
         try:
-            image = self.tier().remote_image(self.project())
+            if verify and self._verified is None:
+                from envtiers.image.remote import verify_pushed
+
+                self._verified = verify_pushed(self.project()).reference
+            image = self._verified or self.tier().remote_image(self.project())
         except EnvtiersError as error:
             raise _error(error) from None
         for deco in remote:
@@ -134,12 +146,17 @@ class TierEnvironment(MetaflowEnvironment):
         names = [*ALWAYS_PACKAGED, *flow_section.get("include", [])]
         files = []
         for name in names:
-            top = project.root / name
-            candidates = [top] if top.is_file() else sorted(top.rglob("*"))
-            for path in candidates:
+            base = project.root
+            if name == "envtiers" and not (base / name).is_dir():
+                base = _toolkit_root()  # an installed envtiers: the remote task needs it too
+            top = base / name
+            if top.is_file():  # a file named explicitly: shipped whatever its suffix
+                files.append((str(top), str(top.relative_to(base)), ContentType.USER_CONTENT))
+                continue
+            for path in sorted(top.rglob("*")):
                 if not path.is_file() or "__pycache__" in path.parts or path.suffix not in PACKAGED_SUFFIXES:
                     continue
-                files.append((str(path), str(path.relative_to(project.root)), ContentType.USER_CONTENT))
+                files.append((str(path), str(path.relative_to(base)), ContentType.USER_CONTENT))
         return files
 
     def ship_environment(self):
@@ -189,14 +206,26 @@ class TierEnvironment(MetaflowEnvironment):
                 commands = shipping.shipped_bootstrap(self.project(), commands, manifest=manifest)
         except EnvtiersError as error:
             raise _error(error) from None
+        image = self._remote_image_of(step_name)
+        # The task records the image it runs in (envtiers_runtime): the launcher knows it, by digest.
+        exports = [f"export ENVTIERS_IMAGE={shlex.quote(image)}"] if image else []
         if not commands:
-            return []
+            return exports
         return [
+            *exports,
             f"echo 'envtiers: building the {self.TIER} environment from the lockfiles in the code package'",
             "flush_mflogs",
             *commands,
             "flush_mflogs",
         ]
+
+    def _remote_image_of(self, step_name):
+        for step in self.flow:
+            if step.name == step_name:
+                for deco in step.decorators:
+                    if deco.name in REMOTE_DECORATORS and deco.attributes.get("image"):
+                        return str(deco.attributes["image"])
+        return None
 
     def executable(self, step_name, default=None):
         # Only remote launchers (batch, kubernetes, argo, step functions) ask: local tasks get the
@@ -224,3 +253,11 @@ class CondaTierEnvironment(TierEnvironment):
 class ImageTierEnvironment(TierEnvironment):
     TYPE = "envtiers-image"
     TIER = "image"
+    PINS_IMAGE = True
+
+
+def _toolkit_root():
+    """The folder holding the `envtiers` package."""
+    import envtiers
+
+    return Path(envtiers.__file__).resolve().parent.parent

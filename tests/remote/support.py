@@ -1,0 +1,101 @@
+"""The local AWS (.ci/aws-up: moto's server whose Batch runs each job as a container) for tests.
+
+`.ci/aws-up` writes Metaflow's settings to an env file (`export NAME=VALUE` lines); CI passes its
+path as ENVTIERS_TEST_AWS_ENV. Without it, a test session runs `.ci/aws-up` itself when docker-up's
+ENVTIERS_TEST_* exports are there. The settings stay out of os.environ: they go only into the
+environment of the commands a test runs, so local-datastore tests never see an S3 datastore.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.support import REPO_ROOT, write_project
+
+ENV_FILE_VARIABLE = "ENVTIERS_TEST_AWS_ENV"
+# The tiny remote flow's lock: its own package, Metaflow, and boto3 (the task's S3 datastore).
+REMOTE_SPEC = "purepkg\nmetaflow\nboto3\n"
+# What a task bootstraps with pip from the tools lock: uv (and for the conda tier py-rattler).
+REMOTE_TOOLS = "uv\npackaging\n"
+CONDA_TOOLS = REMOTE_TOOLS + "py-rattler\npyyaml\n"
+
+
+def write_remote_project(root: Path, *, index_url: str, tools: str = REMOTE_TOOLS) -> Path:
+    """A tiny linux-64 project for remote runs, locking REMOTE_SPEC and `tools` against `index_url`
+    (an index on 127.0.0.1: the job containers share the host network)."""
+    return write_project(root, requirements=REMOTE_SPEC, index_url=index_url, platforms=("linux-64",), tools=tools)
+
+
+@dataclass(frozen=True)
+class LocalAws:
+    """What .ci/aws-up exported: `settings` (the env a remote run needs) and the endpoint."""
+
+    settings: dict[str, str]
+
+    @property
+    def endpoint(self) -> str:
+        return self.settings["ENVTIERS_TEST_AWS"]
+
+    @property
+    def secret_values(self) -> list[str]:
+        return [self.settings["AWS_ACCESS_KEY_ID"], self.settings["AWS_SECRET_ACCESS_KEY"]]
+
+    def env(self, prefix: str | None = None) -> dict[str, str]:
+        """The settings with a datastore root of its own (`prefix`, default a fresh name), so runs
+        of different tests (and helpers) never see each other's flows."""
+        env = dict(self.settings)
+        root = env["METAFLOW_DATASTORE_SYSROOT_S3"].rstrip("/")
+        env["METAFLOW_DATASTORE_SYSROOT_S3"] = f"{root}/{prefix or uuid.uuid4().hex[:12]}"
+        env["METAFLOW_DATATOOLS_S3ROOT"] = env["METAFLOW_DATASTORE_SYSROOT_S3"] + "/data"
+        return env
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.settings["AWS_DEFAULT_REGION"],
+            aws_access_key_id=self.settings["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.settings["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def job_definitions(self) -> list[dict[str, Any]]:
+        return list(self.client("batch").describe_job_definitions()["jobDefinitions"])
+
+    def job_logs(self, job_id: str) -> str:
+        """The job's container output, as moto wrote it to CloudWatch Logs."""
+        batch, logs = self.client("batch"), self.client("logs")
+        job = batch.describe_jobs(jobs=[job_id])["jobs"][0]
+        stream = job.get("container", {}).get("logStreamName")
+        if not stream:
+            return ""
+        events = logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=stream)["events"]
+        return "\n".join(event["message"] for event in events)
+
+
+def parse_exports(text: str) -> dict[str, str]:
+    settings = {}
+    for line in text.splitlines():
+        if line.startswith("export ") and "=" in line:
+            name, value = line.removeprefix("export ").split("=", 1)
+            settings[name] = value
+    return settings
+
+
+def start_local_aws() -> LocalAws:
+    """The local AWS from ENVTIERS_TEST_AWS_ENV, else from running .ci/aws-up (idempotent)."""
+    path = os.environ.get(ENV_FILE_VARIABLE)
+    if path:
+        return LocalAws(parse_exports(Path(path).read_text()))
+    done = subprocess.run(
+        [str(REPO_ROOT / ".ci" / "aws-up")], capture_output=True, text=True, timeout=900, cwd=REPO_ROOT
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f".ci/aws-up failed:\n{done.stderr[-3000:]}")
+    return LocalAws(parse_exports(done.stdout))
