@@ -1,7 +1,7 @@
 """Environments shipped through the datastore, against moto's S3 server (the real `moto_server`
 from the dev lock, on a free port): the launcher's upload and the task's fetch and install.
 
-The project is tiny (purepkg, platpkg; the tools lock holds packaging), locked for linux-64
+The project is tiny (purepkg, platpkg; the tools lock holds uv and packaging), locked for linux-64
 against a local index; the bootstrap runs its real shell commands in a folder laid out like the
 code package, after the index is stopped.
 """
@@ -32,6 +32,8 @@ from envtiers.remote.fetch import FetchError, fetch
 from envtiers.settings import Project, load_project
 from envtiers.tiers import get_tier
 from tests.support import MANYLINUX, REPO_ROOT, PackageIndex, build_packages, wheel_from_installed, write_project
+
+pytestmark = pytest.mark.slow
 
 BUCKET = "envtiers-datastore"
 ROOT = f"s3://{BUCKET}/metaflow/envtiers"
@@ -93,6 +95,7 @@ class Shippable:
     project: Project
     index: PackageIndex
     key: str
+    uv_wheel: str
 
 
 @pytest.fixture
@@ -100,18 +103,19 @@ def shippable(tmp_path: Path) -> Iterator[Shippable]:
     files = tmp_path / "index"
     build_packages(files)
     wheel_from_installed(files, "packaging")
+    uv_wheel = wheel_from_installed(files, "uv", binaries=True)
     index = PackageIndex(files).start()
     root = write_project(
         tmp_path / "project",
         requirements="purepkg\nplatpkg\n",
         index_url=index.url,
         platforms=("linux-64",),
-        tools="packaging\n",
+        tools="uv\npackaging\n",
     )
     project = load_project(root, cache_dir=tmp_path / "cache")
     lock(project)
     key = env_key(project, [lockfile.read(runtime_lock_path(project, "linux-64"))])
-    yield Shippable(project, index, key)
+    yield Shippable(project, index, key, uv_wheel.name)
     index.stop()
 
 
@@ -136,14 +140,15 @@ def test_every_locked_file_is_stored_once_under_its_sha256(shippable: Shippable,
         "packaging-" + _version("packaging") + "-py3-none-any.whl",
         f"platpkg-{pinned['platpkg']}-{MANYLINUX}.whl",
         f"purepkg-{pinned['purepkg']}-py3-none-any.whl",
+        shippable.uv_wheel,
     ]
     for key, body in objects.items():
         sha = key.split("/")[-2]
         assert key == f"metaflow/envtiers/files/sha256/{sha}/{key.rsplit('/', 1)[1]}"
         assert hashlib.sha256(body).hexdigest() == sha
         assert body == (shippable.index.directory / key.rsplit("/", 1)[1]).read_bytes()
-    assert len({key.split("/")[-2] for key in objects}) == len(objects) == len(result.files) == 3
-    assert result.uploaded == 4  # three files and the manifest
+    assert len({key.split("/")[-2] for key in objects}) == len(objects) == len(result.files) == 4
+    assert result.uploaded == 5  # four files and the manifest
     assert result.manifest_url in {f"s3://{BUCKET}/{key}" for key in stored(s3)}
 
 
@@ -192,13 +197,11 @@ def test_the_bootstrap_builds_the_env_with_no_route_to_the_index(
     tier_commands = get_tier("pip").bootstrap_commands(shippable.project, "linux-64")
     commands = shipping.shipped_bootstrap(shippable.project, tier_commands, manifest=result.manifest_url)
     assert not any("http" in command for command in commands)
-    # The container's `python` (with pip and boto3); the tiny tools lock has no uv wheel, so this
-    # machine's uv stands where the tools lock puts it in a real task (the only stand-in here).
+    # The container's `python`: an interpreter with pip and boto3 (what Metaflow's task bootstrap
+    # installs), and nothing else on PATH: uv comes from the shipped tools lock.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
-    (package / ".envtiers" / "tools" / "bin").mkdir(parents=True)
-    (package / ".envtiers" / "tools" / "bin" / "uv").symlink_to(Path(sys.executable).parent / "uv")
     env = {
         **os.environ,
         "PATH": f"{bin_dir}:/usr/bin:/bin",
@@ -211,7 +214,7 @@ def test_the_bootstrap_builds_the_env_with_no_route_to_the_index(
         ["bash", "-c", " && ".join(commands)], cwd=package, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "envtiers: fetched 3/3 files" in done.stderr
+    assert "envtiers: fetched 4/4 files" in done.stderr
     python = package / ".envtiers" / "env" / "bin" / "python"
     probe = subprocess.run(
         [str(python), "-c", "import purepkg, platpkg; print(purepkg.__file__)"], capture_output=True, text=True
