@@ -186,3 +186,14 @@ def detector_run_inputs(base: Path) -> tuple[Path, dict[str, str | None]]:
         DETECTOR_FAIL_AT=None,
     )
     return sample, env
+
+
+def evaluation_card_components(run_id: str, *, cwd: Path, env: Mapping[str, str | None]) -> list[dict[str, Any]]:
+    """The components of DetectorFlow's evaluation card of run `run_id`, read as a user would
+    (`card get`)."""
+    out = cwd / f"card-{run_id}.html"
+    done = run_flow(
+        DETECTOR_FLOW, ["card", "get", "--id", "evaluation", f"{run_id}/evaluate_model", str(out)], cwd=cwd, env=env
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    return card_components(out.read_text())

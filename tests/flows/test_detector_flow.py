@@ -23,10 +23,10 @@ from tests.flows.support import (
     DETECTOR_FLOW,
     REPO_ROOT,
     assert_ran_in,
-    card_components,
     client,
     copy_project,
     detector_run_inputs,
+    evaluation_card_components,
     run_flow,
     run_id_of,
 )
@@ -135,15 +135,7 @@ def test_artifacts_for_debugging_read_back_with_the_client_api(runs: FlowRuns) -
 
 def test_the_evaluation_card_shows_the_map_table(runs: FlowRuns) -> None:
     run_id = run_id_of(runs.a.stdout)
-    out = runs.base / "card.html"
-    done = run_flow(
-        DETECTOR_FLOW,
-        ["card", "get", "--id", "evaluation", f"{run_id}/evaluate_model", str(out)],
-        cwd=runs.base,
-        env=runs.env,
-    )
-    assert done.returncode == 0, done.stdout[-3000:]
-    components = card_components(out.read_text())
+    components = evaluation_card_components(run_id, cwd=runs.base, env=runs.env)
     tables = [c for c in components if c["type"] == "table"]
     headings = [c["source"] for c in components if c["type"] == "markdown"]
     assert "## COCO mAP" in headings and "## AP per class" in headings

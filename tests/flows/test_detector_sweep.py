@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from detector.sweep import CandidateResult, choose_best
-from tests.flows.support import DETECTOR_FLOW, card_components, client, detector_run_inputs, run_flow, run_id_of
+from tests.flows.support import (
+    DETECTOR_FLOW,
+    client,
+    detector_run_inputs,
+    evaluation_card_components,
+    run_flow,
+    run_id_of,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 
@@ -88,15 +95,7 @@ def test_the_winner_by_validation_ap50_is_evaluated_and_deployed(sweep: SweepRun
 
 def test_the_card_shows_the_sweep_table_and_plot(sweep: SweepRun) -> None:
     run_id = run_id_of(sweep.done.stdout)
-    out = sweep.base / "card.html"
-    got = run_flow(
-        DETECTOR_FLOW,
-        ["card", "get", "--id", "evaluation", f"{run_id}/evaluate_model", str(out)],
-        cwd=sweep.base,
-        env=sweep.env,
-    )
-    assert got.returncode == 0, got.stdout[-3000:]
-    components = card_components(out.read_text())
+    components = evaluation_card_components(run_id, cwd=sweep.base, env=sweep.env)
     headings = [c["source"] for c in components if c["type"] == "markdown"]
     data = sweep_artifacts(sweep)
     chosen = data["sweep_choice"]["index"]

@@ -36,7 +36,7 @@ SWEEP_FLOW = textwrap.dedent(
     class SweepFlow(FlowSpec):
         @step
         def start(self):
-            self.candidates = [{"name": "a", "score": 0.2}, {"name": "b", "score": 0.7}, {"name": "c", "score": 0.5}]
+            self.candidates = [{"label": "a", "score": 0.2}, {"label": "b", "score": 0.7}, {"label": "c", "score": 0.5}]
             self.next(self.train, foreach="candidates")
 
         @batch(cpu=1, memory=512)
@@ -45,8 +45,8 @@ SWEEP_FLOW = textwrap.dedent(
             import purepkg
 
             self.started_at = time.time()
-            time.sleep(4)  # long enough for the three jobs' lifetimes to overlap if they run at once
-            self.name, self.score = self.input["name"], self.input["score"]
+            time.sleep(4)
+            self.label, self.score = self.input["label"], self.input["score"]
             self.purepkg_version = purepkg.__version__
             self.finished_at = time.time()
             self.next(self.join)
@@ -57,7 +57,7 @@ SWEEP_FLOW = textwrap.dedent(
             for candidate in inputs[1:]:
                 if candidate.score > best.score:  # ties: the first
                     best = candidate
-            self.best = best.name
+            self.best = best.label
             self.next(self.end)
 
         @step
@@ -106,8 +106,8 @@ def sweep_artifacts(cwd: Path, run_id: str, env: dict[str, str]) -> dict[str, An
         run = Run("SweepFlow/{run_id}")
         result = dict(
             best=run["join"].task.data.best,
-            trains=[dict(name=t.data.name, score=t.data.score, started=t.data.started_at,
-                         finished=t.data.finished_at, runtime=t.data.envtiers_runtime,
+            trains=[dict(label=t.data.label, score=t.data.score,
+                         runtime=t.data.envtiers_runtime,
                          purepkg=t.data.purepkg_version) for t in run["train"]],
         )
         """,
@@ -126,7 +126,7 @@ def test_a_three_way_sweep_runs_concurrently_on_batch_from_the_shipped_env(
     assert first.returncode == 0, first.stdout[-5000:]
     data = sweep_artifacts(root, run_id_of(first.stdout), env)
     trains = data["trains"]
-    assert data["best"] == "b" == max(trains, key=lambda t: t["score"])["name"]
+    assert data["best"] == "b" == max(trains, key=lambda t: t["score"])["label"]
     # Each candidate in a container of its own, started by the Batch API.
     assert len({t["runtime"]["job_id"] for t in trains}) == len({t["runtime"]["hostname"] for t in trains}) == 3
     for train in trains:
@@ -134,10 +134,13 @@ def test_a_three_way_sweep_runs_concurrently_on_batch_from_the_shipped_env(
         assert train["runtime"]["hostname"] != socket.gethostname()
         assert train["runtime"]["python"].endswith(".envtiers/env/bin/python")
         assert train["purepkg"] == "2.0"
-    # ... at the same time: every pair's task bodies overlap.
-    for a in trains:
-        for b in trains:
-            assert a["started"] < b["finished"], (a, b)
+    # ... at the same time: every pair of the jobs' run intervals (container start to stop, as
+    # Batch records them) overlaps.
+    jobs = local_aws.client("batch").describe_jobs(jobs=[t["runtime"]["job_id"] for t in trains])["jobs"]
+    assert len(jobs) == 3
+    for a in jobs:
+        for b in jobs:
+            assert a["startedAt"] < b["stoppedAt"], (a["jobId"], b["jobId"])
     # The datastore holds each file the linux-64 lock and the tools lock install, once, by sha256.
     bucket, _, prefix = env["METAFLOW_DATASTORE_SYSROOT_S3"].removeprefix("s3://").partition("/")
     s3 = local_aws.client("s3")
