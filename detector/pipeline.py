@@ -239,7 +239,8 @@ def augmented_sample(data_dir: Path, run_dir: Path, *, seed: int = 0) -> dict[st
     }
 
 
-_OVERRIDABLE = ("image_size", "batch_size")
+_OVERRIDABLE = ("image_size", "batch_size", "learning_rate")
+_FLOAT_FIELDS = ("learning_rate",)
 
 
 def _config(name: str, overrides: dict[str, Any] | None = None) -> Any:
@@ -255,7 +256,10 @@ def _config(name: str, overrides: dict[str, Any] | None = None) -> Any:
     if unknown:
         raise InputError(f"cannot override {', '.join(unknown)}", fix=f"override only {', '.join(_OVERRIDABLE)}")
     for key, value in (overrides or {}).items():
-        if not isinstance(value, int) or value < 1:
+        if key in _FLOAT_FIELDS:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise InputError(f"{key} must be a positive number, got {value!r}")
+        elif not isinstance(value, int) or value < 1:
             raise InputError(f"{key} must be a positive integer, got {value!r}")
     if (overrides or {}).get("image_size", 32) % 32:
         raise InputError(

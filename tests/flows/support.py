@@ -3,8 +3,10 @@ Metaflow's Client API (in a subprocess too: Metaflow reads its settings once, at
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -152,3 +154,46 @@ def assert_ran_in(artifacts: Mapping[str, Any], *, tier: str, prefix: Path, key:
     assert Path(artifacts["envtiers_python"]).parent.parent == prefix
     assert Path(artifacts["envtiers_prefix"]) != REPO_ROOT / ".venv"
     assert Path(artifacts["envtiers_python"]) != Path(sys.executable)
+
+
+def uv_cache() -> str:
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return os.environ.get("UV_CACHE_DIR") or str(Path(xdg) / "uv")
+
+
+def card_components(html: str) -> list[dict[str, Any]]:
+    """The components a Metaflow card page renders, decoded from the data embedded in its HTML."""
+    found = re.search(r'window\.__MF_DATA__\["[^"]+"\] = "([A-Za-z0-9+/=]+)"', html)
+    assert found, "no card data in the HTML"
+    page = json.loads(base64.b64decode(found.group(1)))
+    (section,) = page["components"][0]["contents"]
+    return list(section["contents"])
+
+
+def detector_run_inputs(base: Path) -> tuple[Path, dict[str, str | None]]:
+    """A 40-image sample dataset under `base` and the environment for detector flow runs there:
+    no redirecting variable from the caller, the shared uv cache, an envtiers cache of its own."""
+    from detector.sample import generate_sample
+    from envtiers.settings import REDIRECTING_VARIABLES
+
+    sample = base / "sample"
+    generate_sample(sample, images=40)
+    env: dict[str, str | None] = {name: None for name in REDIRECTING_VARIABLES}
+    env.update(
+        UV_CACHE_DIR=uv_cache(),
+        ENVTIERS_CACHE_DIR=str(base / "cache"),
+        DETECTOR_RUNS_DIR=str(base / "runs"),
+        DETECTOR_FAIL_AT=None,
+    )
+    return sample, env
+
+
+def evaluation_card_components(run_id: str, *, cwd: Path, env: Mapping[str, str | None]) -> list[dict[str, Any]]:
+    """The components of DetectorFlow's evaluation card of run `run_id`, read as a user would
+    (`card get`)."""
+    out = cwd / f"card-{run_id}.html"
+    done = run_flow(
+        DETECTOR_FLOW, ["card", "get", "--id", "evaluation", f"{run_id}/evaluate_model", str(out)], cwd=cwd, env=env
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    return card_components(out.read_text())

@@ -9,10 +9,6 @@ module's own, from the uv cache `make venv` already filled.
 
 from __future__ import annotations
 
-import base64
-import json
-import os
-import re
 import subprocess
 import tarfile
 from dataclasses import dataclass
@@ -21,14 +17,23 @@ from typing import Any
 
 import pytest
 
-from detector.sample import generate_sample
 from envtiers.pip.environment import env_key, read_locks
-from envtiers.settings import REDIRECTING_VARIABLES, load_project
-from tests.flows.support import DETECTOR_FLOW, REPO_ROOT, assert_ran_in, client, copy_project, run_flow, run_id_of
+from envtiers.settings import load_project
+from tests.flows.support import (
+    DETECTOR_FLOW,
+    REPO_ROOT,
+    assert_ran_in,
+    client,
+    copy_project,
+    detector_run_inputs,
+    evaluation_card_components,
+    run_flow,
+    run_id_of,
+)
 
 pytestmark = pytest.mark.slow
 
-STEPS = ("start", "augment_data_train_model", "evaluate_model", "deploy", "end")
+STEPS = ("start", "augment_data_train_model", "choose_model", "evaluate_model", "deploy", "end")
 RUN_ARGS = ["--model-config", "test", "--epochs", "1", "--wandb-mode", "offline"]
 
 
@@ -42,23 +47,10 @@ class FlowRuns:
     c: subprocess.CompletedProcess[str]
 
 
-def _uv_cache() -> str:
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return os.environ.get("UV_CACHE_DIR") or str(Path(xdg) / "uv")
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> FlowRuns:
     base = tmp_path_factory.mktemp("detector-flow")
-    sample = base / "sample"
-    generate_sample(sample, images=40)
-    env: dict[str, str | None] = {name: None for name in REDIRECTING_VARIABLES}
-    env.update(
-        UV_CACHE_DIR=_uv_cache(),
-        ENVTIERS_CACHE_DIR=str(base / "cache"),
-        DETECTOR_RUNS_DIR=str(base / "runs"),
-        DETECTOR_FAIL_AT=None,
-    )
+    sample, env = detector_run_inputs(base)
     common = ["--environment=envtiers-pip"]
     a = run_flow(DETECTOR_FLOW, [*common, "run", "--data", str(sample), *RUN_ARGS], cwd=base, env=env)
     assert a.returncode == 0, a.stdout[-5000:]
@@ -143,15 +135,7 @@ def test_artifacts_for_debugging_read_back_with_the_client_api(runs: FlowRuns) -
 
 def test_the_evaluation_card_shows_the_map_table(runs: FlowRuns) -> None:
     run_id = run_id_of(runs.a.stdout)
-    out = runs.base / "card.html"
-    done = run_flow(
-        DETECTOR_FLOW,
-        ["card", "get", "--id", "evaluation", f"{run_id}/evaluate_model", str(out)],
-        cwd=runs.base,
-        env=runs.env,
-    )
-    assert done.returncode == 0, done.stdout[-3000:]
-    components = card_components(out.read_text())
+    components = evaluation_card_components(run_id, cwd=runs.base, env=runs.env)
     tables = [c for c in components if c["type"] == "table"]
     headings = [c["source"] for c in components if c["type"] == "markdown"]
     assert "## COCO mAP" in headings and "## AP per class" in headings
@@ -163,15 +147,6 @@ def test_the_evaluation_card_shows_the_map_table(runs: FlowRuns) -> None:
     images = [c for c in components if c["type"] == "image"]
     assert len(images) >= 2  # the PR plot and at least one sample
     assert all(image["src"].startswith("data:image/png;base64,") for image in images)
-
-
-def card_components(html: str) -> list[dict[str, Any]]:
-    """The components a Metaflow card page renders, decoded from the data embedded in its HTML."""
-    found = re.search(r'window\.__MF_DATA__\["[^"]+"\] = "([A-Za-z0-9+/=]+)"', html)
-    assert found, "no card data in the HTML"
-    page = json.loads(base64.b64decode(found.group(1)))
-    (section,) = page["components"][0]["contents"]
-    return list(section["contents"])
 
 
 def test_resume_reruns_evaluate_without_retraining(runs: FlowRuns) -> None:

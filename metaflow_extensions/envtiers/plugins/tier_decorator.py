@@ -46,6 +46,8 @@ class EnvtiersStepDecorator(StepDecorator):
         environment.pin_remote_image(decorators, verify=self.remote and _on_launcher())
 
     def runtime_init(self, flow, graph, package, run_id):
+        if self.remote:
+            self.environment.ship_environment()  # the pip tier's files into the datastore, once
         if not self.remote:
             launch = self.environment.local_launch()  # build (or reuse) before the first task starts
             if launch.env_slot is not None:

@@ -1,0 +1,254 @@
+"""Environments shipped through the datastore: what the launcher does before remote tasks start.
+
+Without this, every remote task of the pip tier downloads its wheels from the package index
+(for the detector, ~4 GB of TensorFlow and CUDA wheels per task). With it, the launcher uploads
+each file the lock installs on the remote platform once into the flow's datastore, keyed by
+content:
+
+    <root>/files/sha256/<hex>/<filename>      one object per locked file, never rewritten
+    <root>/manifests/<tier>-<env key>.json    which files this env needs (format-version 1)
+
+(`<root>` is `<METAFLOW_DATASTORE_SYSROOT_S3>/envtiers`.) Files already there are skipped, so a
+second run uploads nothing; downloads and uploads run in parallel with a progress line. The task's
+bootstrap (`fetch`) installs from those files alone, `--require-hashes` as always.
+
+Opt out (tasks install from their own mirror or index, as before): `[remote] ship_environments =
+false` in envs/tiers.toml, or ENVTIERS_SHIP_ENVIRONMENTS=0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envtiers.errors import EnvtiersError, IndexUnreachableError, InputError, ResolutionError
+from envtiers.hashing import file_digest
+from envtiers.remote.fetch import MANIFEST_FORMAT, s3_client, split_url
+from envtiers.settings import Project
+
+OPT_OUT_VARIABLE = "ENVTIERS_SHIP_ENVIRONMENTS"
+# Set by the launcher once it shipped the env; its bootstrap then fetches from there.
+MANIFEST_VARIABLE = "ENVTIERS_SHIPPED_MANIFEST"
+SHIPPED_DIR = ".envtiers/shipped"
+WORKERS = 8
+
+
+class ShippingError(EnvtiersError):
+    """The lock's files could not be put into (or read from) the datastore."""
+
+
+@dataclass(frozen=True)
+class LockedFile:
+    filename: str
+    url: str
+    sha256: str
+
+    @property
+    def key(self) -> str:
+        return f"files/sha256/{self.sha256}/{self.filename}"
+
+
+@dataclass(frozen=True)
+class ShipResult:
+    manifest_url: str
+    files: tuple[LockedFile, ...]
+    uploaded: int
+    uploaded_bytes: int
+
+
+def shipping_enabled(project: Project) -> bool:
+    """ENVTIERS_SHIP_ENVIRONMENTS, else `[remote] ship_environments` (default: on)."""
+    value = os.environ.get(OPT_OUT_VARIABLE)
+    if value is not None:
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    setting = project.raw.get("remote", {}).get("ship_environments", True)
+    if not isinstance(setting, bool):
+        raise InputError(f"envs/tiers.toml: [remote] ship_environments must be true or false, got {setting!r}")
+    return setting
+
+
+def pip_files(project: Project, platform: str, *, index: Any = None) -> list[LockedFile]:
+    """The wheel each pin of the pip lock (and of the tools lock) installs on `platform`:
+    the files a remote task of the pip tier needs, each once."""
+    from envtiers.conda.wheels import SimpleIndex, choose, supported_tags
+    from envtiers.pip import lockfile
+    from envtiers.pip.locker import runtime_lock_path
+
+    virtual = project.raw.get("conda", {}).get("virtual_packages", {}).get(platform, {})
+    ranking = {tag: rank for rank, tag in enumerate(supported_tags(platform, project.python, virtual))}
+    locks = [runtime_lock_path(project, platform), project.lockfiles_dir / "tools.txt"]
+    pins = [pin for path in locks if path.is_file() for pin in lockfile.read(path, display=project.rel(path)).pins]
+    index = index or SimpleIndex(project.pip.index_url)
+    index.prefetch(pin.name for pin in pins)
+    found: dict[str, LockedFile] = {}
+    for pin in pins:
+        chosen = choose(index.files(pin.name), hashes={h.removeprefix("sha256:") for h in pin.hashes}, ranking=ranking)
+        if chosen is None or chosen.sha256 is None:
+            raise ResolutionError(
+                f"no wheel of {pin.name}=={pin.version} in the lock fits {platform} with Python {project.python}",
+                fix="run `make lock` against the index the tasks' files come from",
+            )
+        found.setdefault(chosen.sha256, LockedFile(chosen.filename, chosen.url, chosen.sha256))
+    return sorted(found.values(), key=lambda f: f.filename)
+
+
+def manifest_url(root: str, *, tier: str, key: str) -> str:
+    return f"{root.rstrip('/')}/manifests/{tier}-{key.removeprefix('sha256:')[:32]}.json"
+
+
+def ship(
+    project: Project,
+    *,
+    root: str,
+    tier: str,
+    platform: str,
+    key: str,
+    index: Any = None,
+    client: Any = None,
+    report: Callable[[str], None] = lambda _: None,
+) -> ShipResult:
+    """Upload the files of `tier`'s lock for `platform` that `root` (s3://bucket/prefix) lacks,
+    then the manifest for env `key`. Raises ShippingError / IndexUnreachableError."""
+    if tier != "pip":
+        raise InputError(
+            f"shipping environments through the datastore is built for the pip tier, not {tier}",
+            fix=f"set {OPT_OUT_VARIABLE}=0 (the tasks install from the index, as before)",
+        )
+    client = client or s3_client()
+    bucket, prefix = split_url(root.rstrip("/") + "/")
+    url = manifest_url(root, tier=tier, key=key)
+    shipped = _shipped_before(client, bucket, prefix, url)
+    if shipped is not None:  # this env's files are all there: no index, no upload
+        report(f"envtiers: the {tier} environment's {len(shipped)} locked files are already in {root}")
+        return ShipResult(manifest_url=url, files=shipped, uploaded=0, uploaded_bytes=0)
+    files = pip_files(project, platform, index=index)
+    present = _existing(client, bucket, prefix)
+    missing = [f for f in files if f.sha256 not in present]
+    progress = _Progress(report, total=len(missing), present=len(files) - len(missing))
+    with tempfile.TemporaryDirectory(prefix="envtiers-ship-") as scratch, ThreadPoolExecutor(WORKERS) as pool:
+        sizes = list(pool.map(lambda f: _upload(f, client, bucket, prefix, Path(scratch), progress), missing))
+    manifest = {
+        "format-version": MANIFEST_FORMAT,
+        "tier": tier,
+        "platform": platform,
+        "env-key": key,
+        "files": [{"filename": f.filename, "sha256": f.sha256, "key": prefix + f.key} for f in files],
+    }
+    manifest_bucket, manifest_key = split_url(url)
+    body = (json.dumps(manifest, indent=1) + "\n").encode()
+    if not _has(client, manifest_bucket, manifest_key):
+        client.put_object(Bucket=manifest_bucket, Key=manifest_key, Body=body)
+        sizes.append(len(body))
+    report(
+        f"envtiers: {len(missing)} of {len(files)} locked files uploaded to {root} "
+        f"({sum(sizes) / 1e6:.1f} MB), {len(files) - len(missing)} already there"
+    )
+    return ShipResult(manifest_url=url, files=tuple(files), uploaded=len(sizes), uploaded_bytes=sum(sizes))
+
+
+def shipped_bootstrap(project: Project, commands: list[str], *, manifest: str) -> list[str]:
+    """The tier's remote bootstrap (`commands`: the tools lock, then `envtiers env create ...`)
+    rewritten to install from the shipped files: fetch and verify them, then the tools lock and
+    the env with no package index, hashes still required."""
+    from envtiers.tiers import REMOTE_TOOLS_DIR, tools_bootstrap
+
+    tools = tools_bootstrap(project)
+    if commands[: len(tools)] != tools:
+        raise InputError("this tier's remote bootstrap does not start with the tools lock: it cannot be shipped")
+    tools_lock = project.rel(project.lockfiles_dir / "tools.txt")
+    return [
+        f"PYTHONPATH=. python -m envtiers.remote.fetch {shlex.quote(manifest)} {SHIPPED_DIR}",
+        "python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes --no-index "
+        f"--find-links {SHIPPED_DIR}/files --target {REMOTE_TOOLS_DIR} -r {shlex.quote(tools_lock)}",
+        f'export ENVTIERS_INDEX_URL="file://$PWD/{SHIPPED_DIR}/simple"',
+        *commands[len(tools) :],
+    ]
+
+
+class _Progress:
+    def __init__(self, report: Callable[[str], None], *, total: int, present: int) -> None:
+        self.report, self.total, self.present = report, total, present
+        self.done = self.bytes = 0
+        self.lock = threading.Lock()
+
+    def add(self, size: int) -> None:
+        with self.lock:
+            self.done += 1
+            self.bytes += size
+            self.report(
+                f"envtiers: shipping {self.done}/{self.total} files ({self.bytes / 1e6:.1f} MB), "
+                f"{self.present} already in the datastore"
+            )
+
+
+def _existing(client: Any, bucket: str, prefix: str) -> set[str]:
+    """The sha256 of every file already under `prefix`files/sha256/."""
+    found: set[str] = set()
+    try:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "files/sha256/")
+        for page in pages:
+            for item in page.get("Contents", []):
+                found.add(item["Key"][len(prefix) :].split("/")[2])
+    except Exception as error:  # botocore: no such bucket, no route, no credentials
+        raise ShippingError(
+            f"the datastore s3://{bucket}/{prefix} cannot be listed: {error}",
+            fix="check METAFLOW_DATASTORE_SYSROOT_S3 and the AWS credentials, "
+            f"or set {OPT_OUT_VARIABLE}=0 to let the tasks install from the index",
+        ) from None
+    return found
+
+
+def _shipped_before(client: Any, bucket: str, prefix: str, url: str) -> tuple[LockedFile, ...] | None:
+    """The files of the manifest at `url` when it and every file it names are in the datastore."""
+    from envtiers.remote.fetch import FetchError, read_manifest
+
+    manifest_bucket, manifest_key = split_url(url)
+    if not _has(client, manifest_bucket, manifest_key):
+        return None
+    try:
+        entries = read_manifest(client, url)["files"]
+    except (FetchError, ValueError, KeyError):
+        return None
+    present = _existing(client, bucket, prefix)
+    if any(entry["sha256"] not in present for entry in entries):
+        return None
+    return tuple(LockedFile(entry["filename"], "", entry["sha256"]) for entry in entries)
+
+
+def _has(client: Any, bucket: str, key: str) -> bool:
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+    except Exception:
+        return False
+    return True
+
+
+def _upload(file: LockedFile, client: Any, bucket: str, prefix: str, scratch: Path, progress: _Progress) -> int:
+    path = scratch / file.sha256 / file.filename
+    path.parent.mkdir(parents=True)
+    try:
+        with urllib.request.urlopen(file.url, timeout=120) as response, path.open("wb") as out:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+    except (urllib.error.URLError, OSError) as error:
+        raise IndexUnreachableError(
+            f"{file.filename} could not be downloaded from {file.url}: {error}",
+            fix="check the network or [pip] index_url in envs/tiers.toml (ENVTIERS_INDEX_URL overrides it)",
+        ) from None
+    if file_digest(path) != file.sha256:
+        raise ShippingError(f"{file.url} does not have the sha256 the lock records ({file.sha256}): not shipped")
+    client.upload_file(str(path), bucket, prefix + file.key)
+    size = path.stat().st_size
+    path.unlink()
+    progress.add(size)
+    return size
