@@ -45,6 +45,7 @@ VARIABLES: dict[str, tuple[str, bool]] = {
     "ENVTIERS_DOCKER_GPUS": ("docker run --gpus for local image-tier tasks", False),
     "ENVTIERS_OSV_URL": ("the OSV API `envtiers audit --service osv` asks", True),
     "ENVTIERS_AUDIT_DB": ("[audit] db (--db)", True),
+    "ENVTIERS_SHIP_ENVIRONMENTS": ("[remote] ship_environments (0: remote tasks install from the index)", False),
 }
 REDIRECTING_VARIABLES = (
     *(name for name, (_, redirecting) in VARIABLES.items() if redirecting),
@@ -78,6 +79,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "image": {"registry": "str", "repository": "str", "base": "str", "code": "list[str]", "source": "str"},
     "flow": {"include": "list[str]"},
     "audit": {"db": "str", "ignore": "list[table]"},
+    "remote": {"ship_environments": "bool"},
 }
 
 
@@ -302,6 +304,8 @@ def _validate(raw: Mapping[str, Any]) -> None:
 def _matches(value: Any, expected: str) -> bool:
     if expected == "str":
         return isinstance(value, str)
+    if expected == "bool":
+        return isinstance(value, bool)
     if expected == "list[str]":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if expected == "table":
@@ -316,6 +320,7 @@ def _matches(value: Any, expected: str) -> bool:
 def _describe(expected: str) -> str:
     return {
         "str": "a string",
+        "bool": "true or false",
         "list[str]": "a list of strings",
         "table": "a table",
         "list[table]": "a list of tables",
@@ -326,6 +331,7 @@ def _describe(expected: str) -> str:
 def _example(section: str, key: str, expected: str) -> str:
     examples = {
         "str": f'{key} = "..."',
+        "bool": f"{key} = true",
         "list[str]": f'{key} = ["..."]',
         "table": f"[{section}.{key}]",
         "list[table]": f"[[{section}.{key}]]",

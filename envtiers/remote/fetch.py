@@ -42,7 +42,7 @@ class FetchError(Exception):
 
 def s3_client() -> Any:
     """boto3's S3 client, at the datastore's endpoint when Metaflow names one."""
-    import boto3  # type: ignore[import-untyped]
+    import boto3
 
     return boto3.client("s3", endpoint_url=os.environ.get("METAFLOW_S3_ENDPOINT_URL") or None)
 

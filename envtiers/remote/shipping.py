@@ -19,7 +19,6 @@ false` in envs/tiers.toml, or ENVTIERS_SHIP_ENVIRONMENTS=0.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import tempfile
 import threading
@@ -34,7 +33,7 @@ from typing import Any
 from envtiers.errors import EnvtiersError, IndexUnreachableError, InputError, ResolutionError
 from envtiers.hashing import file_digest
 from envtiers.remote.fetch import MANIFEST_FORMAT, s3_client, split_url
-from envtiers.settings import Project
+from envtiers.settings import Project, env
 
 OPT_OUT_VARIABLE = "ENVTIERS_SHIP_ENVIRONMENTS"
 # Set by the launcher once it shipped the env; its bootstrap then fetches from there.
@@ -68,13 +67,11 @@ class ShipResult:
 
 def shipping_enabled(project: Project) -> bool:
     """ENVTIERS_SHIP_ENVIRONMENTS, else `[remote] ship_environments` (default: on)."""
-    value = os.environ.get(OPT_OUT_VARIABLE)
+    value = env(OPT_OUT_VARIABLE)
     if value is not None:
         return value.strip().lower() not in ("0", "false", "no", "off", "")
-    setting = project.raw.get("remote", {}).get("ship_environments", True)
-    if not isinstance(setting, bool):
-        raise InputError(f"envs/tiers.toml: [remote] ship_environments must be true or false, got {setting!r}")
-    return setting
+    setting = project.raw.get("remote", {}).get("ship_environments", True)  # its type: settings.SCHEMA
+    return bool(setting)
 
 
 def pip_files(project: Project, platform: str, *, index: Any = None) -> list[LockedFile]:
