@@ -264,7 +264,7 @@ def test_local_deploy_starts_smoke_tests_and_stops(exported_model: ExportedFixtu
     finally:
         code = deployment.stop()
     assert code == 0 and deployment.process.poll() == 0
-    assert "server stopped" in (tmp_path / "server.log").read_text()
+    assert "event=stopped" in (tmp_path / "server.log").read_text()
 
 
 def test_local_deploy_refuses_a_folder_that_is_not_an_export(tmp_path: Path) -> None:
