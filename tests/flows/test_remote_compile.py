@@ -222,10 +222,24 @@ def test_image_tier_without_a_record_says_to_build_one(aws: dict[str, str], tmp_
     assert "Traceback" not in done.stdout
 
 
+def state(machine: dict[str, Any], name: str) -> dict[str, Any]:
+    """The state called `name`, at the top of the state machine or inside a Map (a foreach)."""
+    for key, value in machine.get("States", {}).items():
+        if key == name:
+            return dict(value)
+        nested = value.get("Iterator") or value.get("ItemProcessor")
+        if nested:
+            try:
+                return state(nested, name)
+            except KeyError:
+                pass
+    raise KeyError(name)
+
+
 def test_step_functions_batch_job_requests_a_gpu_and_bootstraps(aws: dict[str, str], tmp_path: Path) -> None:
 
     machine = compile_flow(DETECTOR_FLOW, "pip", "step-functions", aws, tmp_path)
-    train = machine["States"]["augment_data_train_model"]["Parameters"]
+    train = state(machine, "augment_data_train_model")["Parameters"]  # inside the sweep's Map state
     command = " ".join(train["ContainerOverrides"]["Command"])
     assert "python -m envtiers --project . env create --tier pip --platform linux-64" in command
     assert ".envtiers/env/bin/python -s detector_flow.py" in command

@@ -23,7 +23,7 @@ from tests.remote.support import LocalAws
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-STEPS = ("start", "augment_data_train_model", "evaluate_model", "deploy", "end")
+STEPS = ("start", "augment_data_train_model", "choose_model", "evaluate_model", "deploy", "end")
 
 
 def test_detector_flow_runs_on_batch_in_the_image_with_data_on_s3(
