@@ -27,10 +27,10 @@ from envtiers.errors import InputError
 from envtiers.pip import lockfile
 from envtiers.pip.environment import env_key
 from envtiers.pip.locker import lock, runtime_lock_path
+from envtiers.registry import get_tier
 from envtiers.remote import shipping
 from envtiers.remote.fetch import FetchError, fetch
 from envtiers.settings import Project, load_project
-from envtiers.tiers import get_tier
 from tests.support import MANYLINUX, REPO_ROOT, PackageIndex, build_packages, wheel_from_installed, write_project
 
 pytestmark = pytest.mark.slow
