@@ -54,7 +54,7 @@ def _fresh_setup(ctx: Context) -> tuple[Any, Path, dict[str, str], Any]:
     build_packages(files)
     for name in REMOTE_DISTS:
         wheel_from_installed(files, name)
-    wheel_from_installed(files, "uv", binaries=True)
+    wheel_from_installed(files, "uv")
     index = PackageIndex(files).start()
     root = write_project(
         ctx.tempdir("sweep-project"),

@@ -103,7 +103,7 @@ def shippable(tmp_path: Path) -> Iterator[Shippable]:
     files = tmp_path / "index"
     build_packages(files)
     wheel_from_installed(files, "packaging")
-    uv_wheel = wheel_from_installed(files, "uv", binaries=True)
+    uv_wheel = wheel_from_installed(files, "uv")
     index = PackageIndex(files).start()
     root = write_project(
         tmp_path / "project",
