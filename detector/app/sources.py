@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from detector import config
-from detector.errors import EndpointError, InvalidImageError
+from detector.errors import EndpointError, InvalidImageError, RequestError
 from detector.export import Detection, Predictor, load_exported
 from detector.serve import decode_image_bytes
 
@@ -51,8 +51,9 @@ def read_upload(name: str, data: bytes, *, max_bytes: int = config.MAX_REQUEST_B
         )
     try:
         return decode_image_bytes(data, what=name)
-    except InvalidImageError as error:
-        raise InvalidImageError(error.headline, fix="upload a JPEG or PNG photo") from None
+    except (InvalidImageError, RequestError) as error:
+        # The server's own refusals (format, pixel limit): their fix when they carry one.
+        raise InvalidImageError(error.headline, fix=error.fix or "upload a JPEG or PNG photo") from None
 
 
 def content_type(data: bytes) -> str:
