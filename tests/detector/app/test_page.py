@@ -204,7 +204,7 @@ def test_endpoint_mode_against_the_detector_server(
         click(page, "Add the bundled sample photo")
         upload(page, [("leaf.jpg", "image/jpeg", jpeg)])
         assert shown_count(page, "leaf.jpg") == len(expected(predictor, jpeg))
-        assert "invocation: 1 image(s)" in server.log()
+        assert "path=/invocations status=200" in server.log() and "images=1" in server.log()
         # A URL nothing listens on: a message saying so and how to start a server.
         fill(page, "Endpoint URL", f"http://127.0.0.1:{free_port()}")
         wait_for_text(page, r"cannot reach the endpoint http://127\.0\.0\.1:\d+/invocations")
