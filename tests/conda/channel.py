@@ -94,7 +94,10 @@ def _create(stage: Path, members: list[str], out_dir: Path, file_name: str) -> P
     from conda_package_handling import api
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    api.create(str(stage), members, file_name, str(out_dir), compression_level=3)
+    # compression_threads=0: zstd's single-threaded path. Once TensorFlow is imported in the same
+    # process (the suite collects it), its bundled libzstd, built without threads, serves the
+    # symbols and refuses nb_workers=1 ("valid range is [0, 0]").
+    api.create(str(stage), members, file_name, str(out_dir), compression_level=3, compression_threads=0)
     return out_dir / file_name
 
 
