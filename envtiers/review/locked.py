@@ -126,92 +126,31 @@ def _conda_sets(project: Project, report: LoadReport) -> list[LockedSet]:
     if not path.is_file():
         report.skipped.append(f"{shown}: not locked")
         return []
-    rows, platforms = _fast_conda_rows(path)
-    if rows is None:
-        lock = lockfile.read(path, display=shown)  # conda-lock's parser: the authority, and its errors
-        platforms = list(lock.metadata.platforms)
-        rows = [
-            _Row(
-                e.name,
-                e.version,
-                e.manager,
-                e.platform,
-                e.url,
-                e.hash.sha256,
-                e.hash.md5,
-                e.build,
-                "python" in (e.dependencies or {}),
-            )
-            for e in lock.package
-        ]
+    lock = lockfile.read(path, display=shown)  # the strict reader `check` uses, and its errors
+    platforms = list(lock.metadata.platforms)
     by_platform: dict[str, dict[tuple[str, str], LockedPackage]] = {}
-    for row in rows:
-        hashes = tuple(f"{algo}:{value}" for algo, value in (("sha256", row.sha256), ("md5", row.md5)) if value)
-        if row.manager == "pip":
-            package = LockedPackage(canonicalize_name(row.name), row.version, "pypi", hashes, url=row.url)
+    for entry in lock.package:
+        digests = (("sha256", entry.hash.sha256), ("md5", entry.hash.md5))
+        hashes = tuple(f"{algo}:{value}" for algo, value in digests if value)
+        if entry.manager == "pip":
+            package = LockedPackage(canonicalize_name(entry.name), entry.version, "pypi", hashes, url=entry.url)
         else:
             package = LockedPackage(
-                row.name,
-                row.version,
+                entry.name,
+                entry.version,
                 "conda",
                 hashes,
-                url=row.url,
-                build=row.build,
-                channel=_channel(row.url),
-                python_package=row.python,
+                url=entry.url,
+                build=entry.build,
+                channel=_channel(entry.url),
+                python_package="python" in entry.dependencies,
             )
-        by_platform.setdefault(row.platform, {})[package.key] = package  # one entry per category in v1
+        by_platform.setdefault(entry.platform, {})[package.key] = package  # one entry per category in v1
     platforms = [p for p in platforms if p in by_platform]
     return [
         LockedSet("conda", p, shown, tuple(sorted(by_platform[p].values(), key=lambda x: (x.manager, x.name))))
         for p in platforms
     ]
-
-
-@dataclass(frozen=True)
-class _Row:
-    name: str
-    version: str
-    manager: str
-    platform: str
-    url: str
-    sha256: str | None
-    md5: str | None
-    build: str | None
-    python: bool
-
-
-def _fast_conda_rows(path: Path) -> tuple[list[_Row] | None, list[str]]:
-    """The conda lock's entries read with libyaml, when the file is plainly envtiers' format (version 1,
-    envtiers' format key, every entry complete); (None, []) otherwise, and the caller asks conda-lock's
-    parser, which reports what is wrong. Importing conda-lock costs about a second (its package imports
-    its whole CLI): `audit` and `diff` read every lock in a few seconds thanks to this path."""
-    import yaml
-
-    from envtiers.conda import lockfile
-
-    try:
-        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        custom = data["metadata"].get("custom_metadata") or {}
-        if data.get("version") != 1 or custom.get(lockfile.FORMAT_KEY) != lockfile.FORMAT_VERSION:
-            return None, []
-        rows = [
-            _Row(
-                str(e["name"]),
-                str(e["version"]),
-                str(e["manager"]),
-                str(e["platform"]),
-                str(e["url"]),
-                e["hash"].get("sha256"),
-                e["hash"].get("md5"),
-                e.get("build"),
-                "python" in (e.get("dependencies") or {}),
-            )
-            for e in data["package"]
-        ]
-        return rows, [str(p) for p in data["metadata"]["platforms"]]
-    except Exception:  # anything unexpected: let conda-lock's parser read it and explain
-        return None, []
 
 
 def _channel(url: str) -> str | None:

@@ -79,6 +79,7 @@ def image_project(make_image_project: Callable[..., Project], registry_login: In
 
 
 # The flows' index (tiny wheels + Metaflow repacked from this machine), for the flow test.
-# A tiny detector export (TensorFlow on the host's .venv), for the real image's serving test.
-from tests.detector.conftest import exported_model  # noqa: E402, F401
+# A tiny detector export (TensorFlow on the host's .venv) and its in-process predictor, for the real
+# image's serving and app tests.
+from tests.detector.conftest import exported_model, predictor  # noqa: E402, F401
 from tests.flows.conftest import flow_index  # noqa: E402, F401
