@@ -137,8 +137,12 @@ def envtiers_command(project: Path, *args: str) -> list[str]:
 
 
 def envtiers_env(**extra: str) -> dict[str, str]:
-    """The environment for an envtiers CLI run: this source tree first on sys.path, no leaking settings."""
+    """The environment for an envtiers CLI run: this source tree first on sys.path, no leaking settings,
+    bytecode cached as on a user's machine."""
     env = {key: value for key, value in os.environ.items() if key not in REDIRECTING_VARIABLES}
+    # A user's CLI runs from cached bytecode after its first start; a shell that forbids writing it
+    # (PYTHONDONTWRITEBYTECODE, set on some build machines) would time the compiler on every sample.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env.update(extra)
     return env
