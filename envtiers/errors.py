@@ -84,6 +84,10 @@ class IndexUnreachableError(EnvtiersError):
     pass
 
 
+class DownloadMismatchError(EnvtiersError):
+    """A file the index served does not have the sha256 the lock records."""
+
+
 class ToolError(EnvtiersError):
     """An external tool (uv, docker, ...) failed in a way we could not classify."""
 

@@ -1,8 +1,9 @@
 """The one client of a package index's simple API (PEP 691 JSON, or PEP 503 HTML), read-only.
 
 Used wherever envtiers itself reads the index (uv reads it for locking and installing): the conda
-lock's pip entries and the diagnosis of an index URL that is not an index (`probe`). Pages are
-fetched concurrently and once per client.
+lock's pip entries, the image's wheelhouse, the files shipped through the datastore, the review's
+sizes and the diagnosis of an index URL that is not an index (`probe`). Pages are fetched
+concurrently and once per client; `download` fetches one file, checked against its sha256.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 import urllib.error
@@ -25,7 +27,7 @@ from urllib.parse import urldefrag, urljoin
 
 from packaging.utils import canonicalize_name
 
-from envtiers.errors import IndexUnreachableError, ResolutionError
+from envtiers.errors import DownloadMismatchError, IndexUnreachableError, ResolutionError
 from envtiers.fsutil import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -140,6 +142,36 @@ class SimpleIndex:
         entry["etag"] = headers.get("ETag") or ""
         with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
             atomic_write_text(path, json.dumps(entry))
+
+
+def download(file: IndexFile, dest: Path, *, timeout: float = 120.0) -> int:
+    """Stream `file` to `dest` through a temporary file beside it, renamed into place only once its
+    sha256 matches `file.sha256`; returns its size. Raises IndexUnreachableError for a network
+    fault and DownloadMismatchError for other bytes (nothing is left at `dest` either way)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.partial")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with urllib.request.urlopen(file.url, timeout=timeout) as response, partial.open("wb") as out:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+        if file.sha256 is not None and digest.hexdigest() != file.sha256:
+            raise DownloadMismatchError(
+                f"{file.url} does not have the sha256 the lock records ({file.sha256})",
+                fix="check the index (a mirror serving other bytes), then `make lock`",
+            )
+        os.replace(partial, dest)
+    except (urllib.error.URLError, OSError) as error:
+        raise IndexUnreachableError(
+            f"{file.filename} could not be downloaded from {file.url}: {error}",
+            fix="check the network or [pip] index_url in envs/tiers.toml (ENVTIERS_INDEX_URL overrides it)",
+        ) from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return size
 
 
 def _from_cache(entry: dict[str, Any]) -> list[IndexFile]:

@@ -26,11 +26,11 @@ from envtiers.conda.spec import (
     channel_url,
     mirror_urls,
 )
-from envtiers.conda.wheels import SimpleIndex, choose, supported_tags
 from envtiers.errors import EnvtiersError, ResolutionError
 from envtiers.fsutil import file_lock
 from envtiers.settings import Project
 from envtiers.tiers import LockResult
+from envtiers.wheels import SimpleIndex, locked_wheels
 
 log = logging.getLogger(__name__)
 
@@ -96,27 +96,22 @@ def lock(
 
 def pip_entries(project: Project, inputs: Inputs, *, index: SimpleIndex) -> dict[str, list[lockfile.PipEntry]]:
     """The wheel each pip pin installs on each platform (URL and sha256), from the index."""
-    names = {pin.name for lock in inputs.pip_locks.values() for pin in lock.pins}
-    # Wheels are looked up by the sha256 the pip lock holds, so a cached page that lists the
-    # file is as good as a fresh one; a page that does not is fetched again before giving up.
-    index.prefetch(names, cached=True)
     result: dict[str, list[lockfile.PipEntry]] = {}
     for platform in project.platforms:
-        tags = supported_tags(platform, project.python, inputs.settings.virtual_packages[platform])
-        ranking = {tag: rank for rank, tag in enumerate(tags)}
-        entries = []
-        for pin in inputs.pip_locks[platform].pins:
-            hashes = {h.removeprefix("sha256:") for h in pin.hashes}
-            chosen = choose(index.files(pin.name, cached=True), hashes=hashes, ranking=ranking)
-            if chosen is None:
-                chosen = choose(index.refresh(pin.name), hashes=hashes, ranking=ranking)
-            if chosen is None or chosen.sha256 is None:
-                raise ResolutionError(
-                    f"no wheel of {pin.name}=={pin.version} listed in {project.rel(inputs.pip_locks[platform].path)} "
-                    f"fits {platform} with Python {project.python} on the index",
-                    fix="run `envtiers lock --tier pip --force` against the same index, then lock the conda tier",
-                )
-            entries.append(lockfile.PipEntry(pin.name, pin.version, chosen.url, chosen.sha256))
+        lock = inputs.pip_locks[platform]
+        wheels = locked_wheels(
+            lock.pins,
+            index=index,
+            platform=platform,
+            python=project.python,
+            virtual=inputs.settings.virtual_packages[platform],
+            fix=f"run `envtiers lock --tier pip --force` against the index {project.rel(lock.path)} came from, "
+            "then lock the conda tier",
+        )
+        entries = [
+            lockfile.PipEntry(pin.name, pin.version, wheel.url, wheel.sha256 or "")
+            for pin, wheel in zip(lock.pins, wheels, strict=True)
+        ]
         result[platform] = entries
     return result
 

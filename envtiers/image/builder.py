@@ -31,6 +31,7 @@ from envtiers.image.spec import (
     render_marker,
 )
 from envtiers.settings import Project
+from envtiers.wheels import declared_virtual
 
 Report = Callable[[str], None]
 
@@ -77,6 +78,7 @@ def prepare_context(spec: ImageSpec, *, report: Report = _quiet) -> None:
         dest=project.root / WHEELHOUSE,
         python_version=project.python,
         index_url=project.pip.index_url,
+        virtual=declared_virtual(project, wheelhouse.PLATFORM),
         report=report,
     )
     atomic_write_text(project.root / MARKER_FILE, render_marker(spec))

@@ -1,55 +1,30 @@
 """The wheelhouse the image installs from, fetched on the host so the build needs no network.
 
-`pip download` for the image's platform and Python (not the host's), binary-only, hash-checked
-against the lock, no dependency resolution. Files the lock does not name are removed, so the
-build context carries exactly the locked wheels.
+For each pin of the linux-64 lock, the one wheel the image's Python installs (chosen by
+`envtiers.wheels` from the index's simple API, with the same tags as the conda lock's pip entries),
+downloaded concurrently, each checked against the lock's sha256 before it is renamed into place.
+Files already there and matching are kept; files the lock does not name are removed, so the build
+context carries exactly the locked wheels.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shlex
-import subprocess
-import sys
-from collections import deque
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from envtiers.errors import ToolError
 from envtiers.hashing import file_digest
+from envtiers.index import IndexFile, SimpleIndex, download
 from envtiers.pip import lockfile
-from envtiers.platforms import platform_tag_names
+from envtiers.wheels import locked_wheels
 
 log = logging.getLogger(__name__)
 
-# x86-64 Linux wheels the linux-64 lock may name: uv locks for the glibc floor, which accepts every
-# older manylinux; pip does not expand a --platform tag, so each one is listed (not plain linux_*).
-PLATFORM_TAGS = tuple(tag for tag in platform_tag_names("linux-64") if tag.startswith("manylinux"))
-# pip settings from the user's environment that would send it elsewhere than the lock's index.
-_PIP_REDIRECTS = ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX", "PIP_REQUIRE_HASHES")
-
-
-def download_command(
-    *, python: str, lock: Path, dest: Path, python_version: str, index_url: str | None, cert: str | None = None
-) -> list[str]:
-    """The pip command that fills `dest` with the lock's wheels for linux-64 / `python_version`."""
-    abi = "cp" + python_version.replace(".", "")[:3]
-    # --isolated: pip's config files and PIP_* variables (find-links, extra indexes, constraints)
-    # must not add sources or change what is fetched; the CA bundle is passed on explicitly.
-    argv = [python, "-m", "pip", "--isolated", "download", "--disable-pip-version-check", "--no-input"]
-    argv += ["--progress-bar", "off"]
-    if cert:
-        argv += ["--cert", cert]
-    argv += ["--only-binary=:all:", "--no-deps", "--require-hashes"]
-    for tag in PLATFORM_TAGS:
-        argv += ["--platform", tag]
-    argv += ["--python-version", python_version, "--implementation", "cp", "--abi", abi, "--abi", "abi3"]
-    argv += ["--abi", "none"]
-    if index_url:
-        argv += ["--index-url", index_url]
-    argv += ["--dest", str(dest), "-r", str(lock)]
-    return argv
+PLATFORM = "linux-64"
+# Concurrent downloads: enough to fill a link with a few large CUDA wheels and many small ones.
+WORKERS = 8
 
 
 def locked_hashes(lock: lockfile.PipLock) -> set[str]:
@@ -73,49 +48,47 @@ def fetch(
     dest: Path,
     python_version: str,
     index_url: str | None,
+    virtual: dict[str, str],
     report: Callable[[str], None],
+    index: SimpleIndex | None = None,
 ) -> None:
-    """Fill `dest` with the lock's wheels (files already there and matching are kept).
+    """Fill `dest` with the lock's wheels for linux-64 and `python_version`.
 
-    Raises ToolError when pip cannot fetch a wheel or a hash does not match.
+    Raises ResolutionError when the index has no locked wheel for a pin, IndexUnreachableError
+    for a network fault and DownloadMismatchError when a file's sha256 is not the lock's.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    prune(dest, lock)  # a stale or tampered file must not satisfy pip's "already downloaded" check
-    argv = download_command(
-        python=sys.executable,
-        lock=lock.path,
-        dest=dest,
-        python_version=python_version,
-        index_url=index_url,
-        cert=os.environ.get("PIP_CERT") or os.environ.get("REQUESTS_CA_BUNDLE"),
+    prune(dest, lock)  # a stale or tampered file must not pass for a downloaded one
+    wheels = locked_wheels(
+        lock.pins,
+        index=index or SimpleIndex(index_url),
+        platform=PLATFORM,
+        python=python_version,
+        virtual=virtual,
+        fix="run `make lock` against the index the image's wheels come from",
     )
-    log.info("$ %s", shlex.join(argv))
-    env = {k: v for k, v in os.environ.items() if k not in _PIP_REDIRECTS}
-    tail: deque[str] = deque(maxlen=80)
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, stdin=subprocess.DEVNULL
-    ) as process:
-        assert process.stdout is not None
-        for line in process.stdout:  # progress: one line per wheel collected and saved
-            line = line.rstrip("\n")
-            tail.append(line)
-            if line.startswith(("Collecting", "Saved", "ERROR")):
-                report(f"wheelhouse: {line.strip()}")
-        returncode = process.wait()
-    if returncode != 0:
-        output = "\n".join(tail)
-        lines = [line for line in tail if line.strip()]
-        detail = lines[-1].strip() if lines else "no output"
-        if "No module named pip" in output:
-            raise ToolError(
-                f"{sys.executable} has no pip, which fetches the image's wheelhouse",
-                fix="run envtiers from the project's .venv (make venv) or .tools",
-            )
-        if "DO NOT MATCH THE HASHES" in output:
-            detail = "a downloaded wheel does not match the lock's hash"
-        raise ToolError(
-            f"fetching the linux-64 wheelhouse failed: {detail}", fix="check the index, then `make lock` and retry"
-        )
+    present = {path.name for path in dest.iterdir() if path.is_file()}  # each one's hash was checked by prune
+    missing = [wheel for wheel in wheels if wheel.filename not in present]
+    progress = _Progress(report, total=len(missing))
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(lambda wheel: progress.add(wheel, download(wheel, dest / wheel.filename)), missing))
     removed = prune(dest, lock)
-    count = sum(1 for _ in dest.iterdir())
-    report(f"wheelhouse: {count} locked wheel(s) in {dest}" + (f" ({removed} unlisted removed)" if removed else ""))
+    count = sum(1 for path in dest.iterdir() if path.is_file())
+    kept = len(wheels) - len(missing)
+    report(
+        f"wheelhouse: {count} locked wheel(s) in {dest} ({len(missing)} downloaded, "
+        f"{progress.bytes / 1e6:.1f} MB; {kept} already there)" + (f", {removed} unlisted removed" if removed else "")
+    )
+
+
+class _Progress:
+    def __init__(self, report: Callable[[str], None], *, total: int) -> None:
+        self.report, self.total = report, total
+        self.done = self.bytes = 0
+        self.lock = threading.Lock()
+
+    def add(self, wheel: IndexFile, size: int) -> None:
+        with self.lock:
+            self.done += 1
+            self.bytes += size
+            self.report(f"wheelhouse: {self.done}/{self.total} {wheel.filename} ({self.bytes / 1e6:.1f} MB so far)")

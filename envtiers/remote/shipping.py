@@ -22,16 +22,13 @@ import json
 import shlex
 import tempfile
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envtiers.errors import EnvtiersError, IndexUnreachableError, InputError, ResolutionError
-from envtiers.hashing import file_digest
+from envtiers.errors import DownloadMismatchError, EnvtiersError, InputError
 from envtiers.remote.fetch import MANIFEST_FORMAT, s3_client, split_url
 from envtiers.settings import Project, env
 
@@ -77,25 +74,24 @@ def shipping_enabled(project: Project) -> bool:
 def pip_files(project: Project, platform: str, *, index: Any = None) -> list[LockedFile]:
     """The wheel each pin of the pip lock (and of the tools lock) installs on `platform`:
     the files a remote task of the pip tier needs, each once."""
-    from envtiers.conda.wheels import SimpleIndex, choose, supported_tags
     from envtiers.pip import lockfile
     from envtiers.pip.locker import runtime_lock_path
+    from envtiers.wheels import SimpleIndex, declared_virtual, locked_wheels
 
-    virtual = project.raw.get("conda", {}).get("virtual_packages", {}).get(platform, {})
-    ranking = {tag: rank for rank, tag in enumerate(supported_tags(platform, project.python, virtual))}
     locks = [runtime_lock_path(project, platform), project.lockfiles_dir / "tools.txt"]
     pins = [pin for path in locks if path.is_file() for pin in lockfile.read(path, display=project.rel(path)).pins]
-    index = index or SimpleIndex(project.pip.index_url)
-    index.prefetch(pin.name for pin in pins)
+    wheels = locked_wheels(
+        pins,
+        index=index or SimpleIndex(project.pip.index_url),
+        platform=platform,
+        python=project.python,
+        virtual=declared_virtual(project, platform),
+        fix="run `make lock` against the index the tasks' files come from",
+    )
     found: dict[str, LockedFile] = {}
-    for pin in pins:
-        chosen = choose(index.files(pin.name), hashes={h.removeprefix("sha256:") for h in pin.hashes}, ranking=ranking)
-        if chosen is None or chosen.sha256 is None:
-            raise ResolutionError(
-                f"no wheel of {pin.name}=={pin.version} in the lock fits {platform} with Python {project.python}",
-                fix="run `make lock` against the index the tasks' files come from",
-            )
-        found.setdefault(chosen.sha256, LockedFile(chosen.filename, chosen.url, chosen.sha256))
+    for wheel in wheels:
+        assert wheel.sha256 is not None  # chosen by the lock's sha256
+        found.setdefault(wheel.sha256, LockedFile(wheel.filename, wheel.url, wheel.sha256))
     return sorted(found.values(), key=lambda f: f.filename)
 
 
@@ -231,21 +227,15 @@ def _has(client: Any, bucket: str, key: str) -> bool:
 
 
 def _upload(file: LockedFile, client: Any, bucket: str, prefix: str, scratch: Path, progress: _Progress) -> int:
+    from envtiers.index import IndexFile, download
+
     path = scratch / file.sha256 / file.filename
-    path.parent.mkdir(parents=True)
     try:
-        with urllib.request.urlopen(file.url, timeout=120) as response, path.open("wb") as out:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-    except (urllib.error.URLError, OSError) as error:
-        raise IndexUnreachableError(
-            f"{file.filename} could not be downloaded from {file.url}: {error}",
-            fix="check the network or [pip] index_url in envs/tiers.toml (ENVTIERS_INDEX_URL overrides it)",
-        ) from None
-    if file_digest(path) != file.sha256:
-        raise ShippingError(f"{file.url} does not have the sha256 the lock records ({file.sha256}): not shipped")
+        size = download(IndexFile(file.filename, file.url, file.sha256), path)
+    except DownloadMismatchError:
+        what = f"{file.url} does not have the sha256 the lock records ({file.sha256}): not shipped"
+        raise ShippingError(what) from None
     client.upload_file(str(path), bucket, prefix + file.key)
-    size = path.stat().st_size
     path.unlink()
     progress.add(size)
     return size

@@ -3,7 +3,7 @@
 A pip lock holds versions and the sha256 of every file of each version; which wheel a platform gets
 and how big it is are answered by the package index (the simple API, with PEP 700 sizes; a HEAD
 request when the index gives no size), through the same wheel choice the conda lock uses
-(`envtiers.conda.wheels`). Conda records' sizes come from the channel's repodata when it is a
+(`envtiers.wheels`). Conda records' sizes come from the channel's repodata when it is a
 local folder (a mirror), else they stay unknown.
 
 Answers are cached in `<cache>/review/files.json`, keyed by the lock's own hashes: a sha256 names
@@ -20,11 +20,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from envtiers.conda.wheels import SimpleIndex, choose, supported_tags
 from envtiers.errors import EnvtiersError
 from envtiers.fsutil import atomic_write_text
 from envtiers.review.locked import LockedPackage
 from envtiers.settings import Project
+from envtiers.wheels import SimpleIndex, choose, declared_virtual, ranking
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,6 @@ class FileCatalog:
 
     def wheels(self, platform: str, packages: Iterable[LockedPackage]) -> dict[str, LockedFile | None]:
         """name -> the wheel `platform` installs (None: the index has none of the locked files for it)."""
-        from envtiers.conda.spec import load_settings
-
         wanted = [p for p in packages if p.manager == "pypi"]
         result: dict[str, LockedFile | None] = {}
         missing = []
@@ -66,12 +64,12 @@ class FileCatalog:
             else:
                 missing.append(package)
         if missing and not self.offline and self.unreachable is None:
-            virtual = load_settings(self.project).virtual_packages.get(platform, {})
-            ranking = {tag: rank for rank, tag in enumerate(supported_tags(platform, self.project.python, virtual))}
+            virtual = declared_virtual(self.project, platform)
+            ranks = ranking(platform, self.project.python, virtual)
             try:
                 self.index.prefetch(p.name for p in missing)
                 for package in missing:
-                    chosen = choose(self.index.files(package.name), hashes=set(package.sha256), ranking=ranking)
+                    chosen = choose(self.index.files(package.name), hashes=set(package.sha256), ranking=ranks)
                     found = None
                     if chosen is not None and chosen.sha256:
                         size = chosen.size if chosen.size is not None else _head_size(chosen.url)

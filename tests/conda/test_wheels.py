@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from envtiers.conda.wheels import IndexFile, SimpleIndex, choose, supported_tags
 from envtiers.errors import ResolutionError
+from envtiers.wheels import IndexFile, SimpleIndex, choose, supported_tags
 from tests.support import PackageIndex
 
 LINUX = {"__glibc": "2.28", "__unix": "0", "__linux": "0"}
