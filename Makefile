@@ -61,11 +61,11 @@ audit: tools ## Known vulnerabilities in every lock, offline ([audit] db; AUDIT_
 test: venv ## Run the test suite (sets itself up first)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-lint: venv ## ruff + mypy + hadolint (docker/Dockerfile)
+lint: venv ## ruff + mypy + hadolint (docker/Dockerfile, the environment image recipe)
 	$(VENV)/bin/ruff check envtiers detector flows metaflow_extensions tests bench
 	$(VENV)/bin/ruff format --check envtiers detector flows metaflow_extensions tests bench
 	$(VENV)/bin/mypy
-	$(VENV)/bin/hadolint docker/Dockerfile
+	$(VENV)/bin/hadolint docker/Dockerfile envtiers/image/env.Dockerfile
 
 bench: venv ## Run the benchmarks; writes bench/results/*.json and *.md
 	$(VENV)/bin/python -m bench

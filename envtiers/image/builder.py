@@ -2,8 +2,15 @@
 push it, and pin it by digest in lockfiles/image.json.
 
 `build` is what `make image` runs: when the registry already has the content tag, nothing is
-built (the record is refreshed from the registry's digest); otherwise the wheelhouse is fetched
-on the host, docker builds offline from it, pushes, reads the digest back and records it.
+built (the record is refreshed from the registry's digest). Otherwise it builds in two images:
+
+1. the environment image (`<repository>:env-<hash>`, envtiers/image/env.Dockerfile: the base and
+   the locked env), only when neither the registry nor this machine has it: the wheelhouse is
+   fetched on the host, docker installs offline from it (context build/image), and it is pushed;
+2. the project's docker/Dockerfile `FROM` that image by digest (context: the project root, code
+   and marker only), pushed; its digest is read back and recorded.
+
+So a code-only change sends docker only the code, and pushes only the code's layers.
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ from envtiers.image import wheelhouse
 from envtiers.image.docker import Docker, DockerCommandError, manifest_digest, session
 from envtiers.image.record import ImageRecord, read_record, record_path, write_record
 from envtiers.image.spec import (
+    BUILD_DIR,
     DOCKERFILE,
+    ENV_RECIPE,
+    ENV_REQUIREMENTS,
     MARKER_FILE,
     WHEELHOUSE,
     ImageSpec,
@@ -70,7 +80,13 @@ def make_record(spec: ImageSpec, digest: str) -> ImageRecord:
 
 
 def prepare_context(spec: ImageSpec, *, report: Report = _quiet) -> None:
-    """Write what the Dockerfile copies from build/image: the wheelhouse and the marker."""
+    """Write everything both builds copy: the environment's context and the marker."""
+    prepare_env_context(spec, report=report)
+    atomic_write_text(spec.project.root / MARKER_FILE, render_marker(spec))
+
+
+def prepare_env_context(spec: ImageSpec, *, report: Report = _quiet) -> None:
+    """The environment image's context (build/image): the wheelhouse and the lock it installs."""
     project = spec.project
     lock = read_image_lock(project)
     wheelhouse.fetch(
@@ -81,15 +97,50 @@ def prepare_context(spec: ImageSpec, *, report: Report = _quiet) -> None:
         virtual=declared_virtual(project, wheelhouse.PLATFORM),
         report=report,
     )
-    atomic_write_text(project.root / MARKER_FILE, render_marker(spec))
+    atomic_write_text(project.root / ENV_REQUIREMENTS, lock.path.read_text())
 
 
-def docker_build(docker: Docker, spec: ImageSpec, *, report: Report = _quiet, no_cache: bool = False) -> None:
-    """`docker build` of the prepared context, tagged spec.reference. Raises ImageBuildError."""
+def ensure_env(docker: Docker, spec: ImageSpec, *, push: bool, no_cache: bool = False, report: Report = _quiet) -> str:
+    """The environment image for the spec's lock and base, built only when neither the registry
+    nor this machine has it; returns what the Dockerfile's ENV_IMAGE names (by digest when pushed)."""
+    reference = spec.env_reference
+    if not no_cache:
+        digest = manifest_digest(docker, reference) if push else None
+        if digest is not None:
+            report(f"{spec.registry_host} already has the environment {spec.env_tag}: not rebuilt")
+            return f"{spec.image_name}@{digest}"
+        if docker.image_exists(reference):
+            report(f"the environment {reference} is built on this machine")
+            return _push_env(docker, spec, report=report) if push else reference
+    prepare_env_context(spec, report=report)
+    build_env(docker, spec, no_cache=no_cache, report=report)
+    return _push_env(docker, spec, report=report) if push else reference
+
+
+def build_env(docker: Docker, spec: ImageSpec, *, no_cache: bool = False, report: Report = _quiet) -> None:
+    """`docker build` of the environment image from its prepared context (build/image), tagged
+    spec.env_reference. Raises ImageBuildError (a wheel that is not the lock's fails pip)."""
+    reference = spec.env_reference
+    argv = ["build", "--tag", reference, "--file", str(ENV_RECIPE), "--build-arg", f"BASE_IMAGE={spec.base_image}"]
+    if no_cache:
+        argv.append("--no-cache")
+    report(f"building the environment {reference} (base {spec.base_image})")
+    _run_build(docker, spec, [*argv, str(spec.project.root / BUILD_DIR)])
+
+
+def docker_build(
+    docker: Docker, spec: ImageSpec, *, env_image: str | None = None, report: Report = _quiet, no_cache: bool = False
+) -> None:
+    """`docker build` of docker/Dockerfile over the environment image (built first when
+    `env_image` is not given), tagged spec.reference. Raises ImageBuildError."""
     project = spec.project
+    if env_image is None:
+        env_image = ensure_env(docker, spec, push=False, no_cache=no_cache, report=report)
+    atomic_write_text(project.root / MARKER_FILE, render_marker(spec))
     source, revision, epoch = _provenance(project)
     args = {
         **content_build_args(spec),
+        "ENV_IMAGE": env_image,
         **label_build_args(spec, source=source, revision=revision, source_date_epoch=epoch),
     }
     argv = ["build", "--tag", spec.reference, "--file", str(project.root / DOCKERFILE)]
@@ -97,10 +148,13 @@ def docker_build(docker: Docker, spec: ImageSpec, *, report: Report = _quiet, no
         argv.append("--no-cache")
     for name, value in args.items():
         argv += ["--build-arg", f"{name}={value}"]
-    argv.append(str(project.root))
+    report(f"building {spec.reference} (from {env_image})")
+    _run_build(docker, spec, [*argv, str(project.root)], epoch=epoch)
+
+
+def _run_build(docker: Docker, spec: ImageSpec, argv: list[str], *, epoch: int | None = None) -> None:
     docker.env["DOCKER_BUILDKIT"] = "1" if docker.buildkit_available() else "0"
-    docker.env["SOURCE_DATE_EPOCH"] = str(epoch)
-    report(f"building {spec.reference} (base {spec.base_image})")
+    docker.env["SOURCE_DATE_EPOCH"] = str(epoch if epoch is not None else _provenance(spec.project)[2])
     try:
         docker.run(argv, what="docker build", stream=True)
     except DockerCommandError as error:
@@ -110,6 +164,15 @@ def docker_build(docker: Docker, spec: ImageSpec, *, report: Report = _quiet, no
                 fix=f"delete {WHEELHOUSE} and run `make image` again (it is fetched from the index again)",
             ) from None
         raise ImageBuildError(error.headline, fix=error.fix) from None
+
+
+def _push_env(docker: Docker, spec: ImageSpec, *, report: Report) -> str:
+    """Push the environment image; returns it by digest (name@sha256:...)."""
+    reference = spec.env_reference
+    report(f"pushing the environment {reference}")
+    docker.run(["push", reference], what=f"docker push {reference}", stream=True)
+    digest = _pushed_digest(docker, spec, reference)
+    return f"{spec.image_name}@{digest}"
 
 
 def push(docker: Docker, spec: ImageSpec, *, report: Report = _quiet) -> ImageRecord:
@@ -154,8 +217,8 @@ def build(
         elif docker.image_exists(spec.reference):
             report(f"{spec.reference} is already built on this machine")
             return BuildResult(spec, None, built=False)
-        prepare_context(spec, report=report)
-        docker_build(docker, spec, report=report, no_cache=no_cache)
+        env_image = ensure_env(docker, spec, push=push_image, no_cache=no_cache, report=report)
+        docker_build(docker, spec, env_image=env_image, report=report, no_cache=no_cache)
         pushed = push(docker, spec, report=report) if push_image else None
     return BuildResult(spec, pushed, built=True)
 
@@ -196,18 +259,17 @@ def _current_record(project: Project) -> ImageRecord | None:
         return None
 
 
-def _pushed_digest(docker: Docker, spec: ImageSpec) -> str:
-    details = docker.inspect(spec.reference)
+def _pushed_digest(docker: Docker, spec: ImageSpec, reference: str | None = None) -> str:
+    reference = reference or spec.reference
+    details = docker.inspect(reference)
     repo_digests = details.get("RepoDigests")
     for entry in repo_digests if isinstance(repo_digests, list) else []:
         name, _, found = str(entry).partition("@")
         if name == spec.image_name:
             return found
-    digest = registry_digest(docker, spec)
+    digest = registry_digest(docker, spec, reference)
     if digest is None:
-        raise ImageBuildError(
-            f"the registry has no digest for {spec.reference} after the push", fix="retry `make image`"
-        )
+        raise ImageBuildError(f"the registry has no digest for {reference} after the push", fix="retry `make image`")
     return digest
 
 

@@ -24,11 +24,16 @@ from envtiers.pip import lockfile
 from envtiers.settings import Project, env
 
 # 2: the code files are envtiers.codefiles.project_files (what the Dockerfile copies, .md included).
-TAG_RECIPE = 2
+# 3: the environment is its own image (ENV_RECIPE), which the project's Dockerfile starts FROM.
+TAG_RECIPE = 3
 PLATFORM = "linux-64"  # what the image runs on: AWS Batch, Kubernetes, SageMaker
 DOCKERFILE = Path("docker") / "Dockerfile"
-BUILD_DIR = Path("build") / "image"  # host-side inputs the Dockerfile copies (gitignored)
+# envtiers' own recipe of the environment image (the lock installed over the base); its context is
+# BUILD_DIR, holding the wheelhouse and ENV_REQUIREMENTS (a copy of the linux-64 lock).
+ENV_RECIPE = Path(__file__).with_name("env.Dockerfile")
+BUILD_DIR = Path("build") / "image"  # host-side inputs the Dockerfiles copy (gitignored)
 WHEELHOUSE = BUILD_DIR / "wheelhouse"
+ENV_REQUIREMENTS = BUILD_DIR / "requirements.txt"
 MARKER_FILE = BUILD_DIR / "envtiers-complete.json"
 # Where the Dockerfile puts the env; the marker @envtiers reads lives at its root (sys.prefix).
 IMAGE_PREFIX = "/opt/envtiers/env"
@@ -75,6 +80,15 @@ class ImageSpec:
         return f"{self.image_name}:{self.tag}"
 
     @property
+    def env_tag(self) -> str:
+        return env_tag(self)
+
+    @property
+    def env_reference(self) -> str:
+        """The environment image (base + the locked env), in the project's repository."""
+        return f"{self.image_name}:{self.env_tag}"
+
+    @property
     def registry_host(self) -> str:
         return registry_host(self.image_name)
 
@@ -106,11 +120,27 @@ def label_build_args(spec: ImageSpec, *, source: str, revision: str, source_date
     }
 
 
+def env_tag(spec: ImageSpec) -> str:
+    """The content hash that names the environment image: `env-` and 24 hex digits, from what
+    decides its content (envtiers' recipe, the lock, the base digest) and nothing else, so every
+    code change and every commit reuses it."""
+    digest = input_hash(
+        {
+            "env-recipe": text_digest(ENV_RECIPE.read_text()),
+            "lock": spec.lock_hash,
+            "base-digest": spec.base_digest,
+            "build-args": content_build_args(spec),
+        }
+    )
+    return "env-" + digest.removeprefix("sha256:")[:24]
+
+
 def image_tag(spec: ImageSpec) -> str:
     """The content hash that names the image: 24 hex digits (see TAG_RECIPE before changing)."""
     digest = input_hash(
         {
             "image-tag-recipe": TAG_RECIPE,
+            "env": env_tag(spec),
             "dockerfile": spec.dockerfile_hash,
             "lock": spec.lock_hash,
             "base-digest": spec.base_digest,

@@ -5,13 +5,14 @@ after a code-only change, hashes enforced inside the build."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from envtiers.check import check_project
-from envtiers.image.builder import ImageBuildError, build, docker_build, prepare_context
+from envtiers.image.builder import ImageBuildError, build, build_env, prepare_context
 from envtiers.image.docker import session
 from envtiers.image.record import read_record
 from envtiers.image.spec import WHEELHOUSE, load_spec
@@ -89,8 +90,16 @@ def test_a_code_only_change_reuses_the_dependency_layers(image_project: Project)
     first = build(image_project)
     assert first.record is not None
     (image_project.root / "detector" / "__init__.py").write_text("CODE_VERSION = 2\n")
-    second = build(image_project)
+    shutil.rmtree(image_project.root / WHEELHOUSE)  # not needed: the environment image is in the registry
+    lines: list[str] = []
+    second = build(image_project, report=lines.append)
     assert second.built and second.record is not None
+    assert any("already has the environment" in line for line in lines)
+    assert not any(line.startswith(("wheelhouse:", "building the environment")) for line in lines)
+    assert not (image_project.root / WHEELHOUSE).exists()
+    # The push uploads the code's layer alone: every other layer is already in the registry.
+    pushed = [line for line in lines if line.endswith(": Pushed")]
+    assert len(pushed) == 1, pushed
     assert second.spec.tag != first.spec.tag  # the code is part of the content
     assert second.record.lock_hash == first.record.lock_hash
 
@@ -110,11 +119,15 @@ def test_a_tampered_wheel_in_the_wheelhouse_fails_the_build(image_project: Proje
         session(registry_host=spec.registry_host, report=lambda line: None) as runner,
         pytest.raises(ImageBuildError) as caught,
     ):
-        docker_build(runner, spec)
+        build_env(runner, spec)  # pip in the image checks the lock's hashes, whatever the host did
     assert "does not match the lock's hash" in caught.value.headline
     assert "delete build/image/wheelhouse" in (caught.value.fix or "")
-    assert docker("image", "inspect", spec.reference, check=False).returncode != 0
+    assert docker("image", "inspect", spec.env_reference, check=False).returncode != 0
     assert not (image_project.root / "lockfiles" / "image.json").exists()
+    # `make image` fetches the wheelhouse again first: the tampered file is replaced, not used.
+    result = build(image_project)
+    assert result.built and result.record is not None
+    assert not wheel.read_bytes().endswith(b"tampered")
 
 
 def test_check_fails_after_a_lock_change_until_make_image(image_project: Project) -> None:

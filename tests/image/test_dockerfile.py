@@ -24,8 +24,11 @@ def hadolint() -> str:
 
 
 def test_hadolint_passes() -> None:
-    done = subprocess.run([hadolint(), str(DOCKERFILE)], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
+    from envtiers.image.spec import ENV_RECIPE
+
+    for path in (DOCKERFILE, ENV_RECIPE):
+        done = subprocess.run([hadolint(), str(path)], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, (path, done.stdout + done.stderr)
 
 
 def test_the_default_base_is_pinned_by_digest() -> None:

@@ -194,11 +194,18 @@ def test_the_written_dockerfile_passes_hadolint(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_the_written_dockerfile_installs_the_lock_as_this_repository_does() -> None:
-    """The locked-environment stage is the repository's own, line for line (the final stage
-    differs: the detector's image also serves)."""
+def test_the_written_dockerfile_starts_from_the_environment_image_as_this_repository_does() -> None:
+    """Both start FROM the environment image envtiers builds (its recipe is envtiers' own), with the
+    same user and marker; the rest differs (the detector's image also serves)."""
 
-    def deps_stage(text: str) -> str:
-        return text[text.index("# --- deps:") : text.index("# --- final:")]
+    def env_arg(text: str) -> str:
+        start = text.index("# The environment image envtiers built")
+        return text[start : text.index("# --- final:", start)]
 
-    assert deps_stage(template("Dockerfile")) == deps_stage((REPO_ROOT / "docker" / "Dockerfile").read_text())
+    ours = (REPO_ROOT / "docker" / "Dockerfile").read_text()
+    written = template("Dockerfile")
+    assert env_arg(written) == env_arg(ours)
+    start = "FROM ${ENV_IMAGE}\nRUN useradd --create-home --uid 1000 --user-group --shell /bin/bash envtiers\n"
+    marker = "COPY build/image/envtiers-complete.json /opt/envtiers/env/.envtiers-complete.json\n"
+    for text in (ours, written):
+        assert start in text and marker in text and "COPY --from" not in text
