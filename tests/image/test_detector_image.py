@@ -2,12 +2,17 @@
 
 Under CI=true the suite builds it (into the test registry, from a copy of this checkout kept in
 a cache folder, so the wheelhouse and docker's layers carry over and an unchanged image is not
-built again: ~10 min cold, seconds when the registry has the tag). Elsewhere set
-ENVTIERS_TEST_DETECTOR_IMAGE to an image built from this checkout, or the tests skip, saying so.
+built again: ~10 min cold, seconds when the registry has the tag). `.ci/run` starts that build in
+the background before the suite (`python -m tests.image.prebuild`), so its downloads and pushes
+overlap the CPU-bound tests; the build holds a file lock, and the fixture here waits for it and
+then finds the tag in the registry (or builds, and fails with the build's error, itself).
+Elsewhere set ENVTIERS_TEST_DETECTOR_IMAGE to an image built from this checkout, or the tests
+skip, saying so.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -35,12 +40,20 @@ def detector_image_project() -> Path:
 
 
 def build_detector_image(infra: Infra) -> str:
-    """Build (or find) the detector image in the test registry; returns repository@digest."""
+    """Build (or find) the detector image in the test registry; returns repository@digest.
+    One build at a time (a file lock beside the project copy): a second caller waits, then finds
+    the tag the first one pushed."""
+    root = detector_image_project()
+    root.mkdir(parents=True, exist_ok=True)
+    with (root.parent / "detector-image.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        return _build_detector_image(root, infra)
+
+
+def _build_detector_image(root: Path, infra: Infra) -> str:
     from envtiers.image.builder import build
     from envtiers.settings import load_project
 
-    root = detector_image_project()
-    root.mkdir(parents=True, exist_ok=True)
     for name in IMAGE_INPUTS:
         target = root / name
         if target.is_dir():
