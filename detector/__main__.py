@@ -351,7 +351,9 @@ def _add_deploy(commands: Any) -> None:
     deploy.set_defaults(handler=cmd_deploy)
 
 
-_TENSORFLOW_COMMANDS = frozenset({"train", "evaluate", "export", "serve", "deploy"})
+# Commands that start TensorFlow at once (quieted before its import). `train` is not one: it reads
+# and checks the data first, then quiets and imports TensorFlow itself (detector.pipeline).
+_TENSORFLOW_COMMANDS = frozenset({"evaluate", "export", "serve", "deploy"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
