@@ -147,6 +147,14 @@ def test_the_evaluation_card_shows_the_map_table(runs: FlowRuns) -> None:
     images = [c for c in components if c["type"] == "image"]
     assert len(images) >= 2  # the PR plot and at least one sample
     assert all(image["src"].startswith("data:image/png;base64,") for image in images)
+    # Provenance: the steps before evaluation, each with where it ran and the lock it ran in.
+    assert "## Provenance: the locked environment each step ran in" in headings
+    provenance = next(t for t in tables if t["columns"][:2] == ["step", "scheduler"])
+    steps = {row[0]: row for row in provenance["data"]}
+    assert {"start", "augment_data_train_model"} <= set(steps)
+    assert {row[1] for row in steps.values()} == {"local"}
+    assert {row[3] for row in steps.values()} == {"pip"}
+    assert {row[4] for row in steps.values()} == {data["steps"]["start"]["envtiers_lock_hash"]}
 
 
 def test_resume_reruns_evaluate_without_retraining(runs: FlowRuns) -> None:

@@ -42,14 +42,15 @@ def test_detector_flow_runs_on_batch_in_the_image_with_data_on_s3(
         **local_aws.env(),
         "ENVTIERS_REGISTRY_USER": infra.user,
         "ENVTIERS_REGISTRY_PASSWORD": infra.password,
-        "PYTHONPATH": str(project),
     }
+    # The data tools run outside the copy: from inside it, Metaflow would find this checkout's
+    # extension (installed in the venv) and the copy's, and refuse the two.
     data = tmp_path / "sample"
-    subprocess.run([sys.executable, "-m", "detector", "sample", "--out", str(data)], check=True, cwd=project)
+    subprocess.run([sys.executable, "-m", "detector", "sample", "--out", str(data)], check=True, cwd=tmp_path)
     url = env["METAFLOW_DATATOOLS_S3ROOT"] + "/plantdoc-sample/"
     upload = subprocess.run(
         [sys.executable, "-m", "detector", "upload", str(data), url],
-        cwd=project,
+        cwd=tmp_path,
         env=flow_env(env),
         capture_output=True,
         text=True,
@@ -70,14 +71,13 @@ def test_detector_flow_runs_on_batch_in_the_image_with_data_on_s3(
     result = client(
         f"""
         run = Run("DetectorFlow/{run_id}")
-        from metaflow.cards import get_cards
         evaluation = run["evaluate_model"].task
         result = {{"ok": run.successful, "ap50": evaluation.data.eval_result["ap50"],
                    "runtime": {{s.id: s.task.data.envtiers_runtime for s in run}},
-                   "card": get_cards(evaluation, id="evaluation")[0].get()}}
+                   "provenance": evaluation.data.envtiers_provenance}}
         """,
-        cwd=project,
-        env=env,
+        cwd=tmp_path,  # outside the copy (see above); its local metadata is named instead
+        env={**env, "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(project)},
     )
     assert result["ok"] is True
     assert 0.0 <= result["ap50"] <= 1.0
@@ -85,5 +85,9 @@ def test_detector_flow_runs_on_batch_in_the_image_with_data_on_s3(
         info = result["runtime"][step]
         assert info["scheduler"] == "batch" and info["job_id"], (step, info)
         assert info["image"] == reference
-    assert "Provenance" in result["card"]
-    assert reference.split("@")[1] in result["card"]
+    # What the evaluation card's provenance table shows (tests/flows/test_detector_flow.py reads the
+    # card itself). Not the card here: with Metaflow's local metadata, a card rendered inside a
+    # Batch container cannot look its task up (the task's metadata reaches the launcher only when
+    # it ends), so Metaflow reports "Card render failed"; a metadata service has no such gap.
+    assert set(result["provenance"]) >= {"start", "augment_data_train_model", "choose_model"}
+    assert {info["image"] for info in result["provenance"].values()} == {reference}

@@ -17,8 +17,9 @@ from metaflow.metaflow_environment import MetaflowEnvironment
 from metaflow.packaging_sys import ContentType
 
 # What a remote task needs besides the flow's own folder: the toolkit, the settings and the locks.
-# docker/Dockerfile: `envtiers check` in an image-tier task compares the record with its hash.
-ALWAYS_PACKAGED = ("envtiers", "envs", "lockfiles", "docker/Dockerfile")
+# docker/, whole: `envtiers check` in an image-tier task recomputes the image's content tag, which
+# hashes every file of it (and of [image] code) as the host's check does.
+ALWAYS_PACKAGED = ("envtiers", "envs", "lockfiles", "docker")
 # Set in [flow] include of envs/tiers.toml: the project's own packages the steps import.
 REMOTE_DECORATORS = ("batch", "kubernetes")
 
