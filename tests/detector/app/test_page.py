@@ -196,7 +196,7 @@ def test_a_text_file_or_an_oversized_image_gets_a_message_and_the_page_carries_o
 def test_endpoint_mode_against_the_detector_server(
     page: Any, exported_model: ExportedFixture, predictor: Any, tmp_path: Path
 ) -> None:
-    server = start_server(exported_model.path, tmp_path / "server.log")
+    server = start_server(exported_model.path, tmp_path / "server.log", "--port", "0")  # never a fixed 8080
     try:
         choose_mode(page, "Endpoint URL")
         fill(page, "Endpoint URL", f"http://{server.host}:{server.port}")
