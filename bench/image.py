@@ -121,7 +121,7 @@ def _code_change(project: Path, env: dict[str, str], args: list[str]) -> tuple[f
     """Edit one file of detector/, then `make image`: (seconds, layers pushed, output lines)."""
     with (project / "detector" / "__init__.py").open("a") as code:
         code.write(f"\n# bench: a code-only change {uuid.uuid4().hex[:8]}\n")
-    seconds, done = run(envtiers_command(project, *args), env=env)
+    seconds, done = run(envtiers_command(project, *args), cwd=project, env=env)  # the copy's envtiers
     lines = done.stderr.splitlines() + done.stdout.splitlines()
     return seconds, sum(1 for line in lines if line.endswith(": Pushed")), lines
 
@@ -131,7 +131,7 @@ def _previous_design(ctx: Context) -> tuple[Measurement, int]:
     layer cache where it has them), then the same edit timed."""
     project, env, args = _setup(ctx, IMAGE_PREVIOUS_REVISION)
     say(f"previous design ({IMAGE_PREVIOUS_REVISION}): first build, untimed")
-    run(envtiers_command(project, *args), env=env)
+    run(envtiers_command(project, *args), cwd=project, env=env)  # `-m` puts the cwd first: that revision's envtiers
     say(f"previous design ({IMAGE_PREVIOUS_REVISION}): the same code-only change")
     seconds, pushed, _ = _code_change(project, env, args)
     _untag(project)
