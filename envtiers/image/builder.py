@@ -79,12 +79,6 @@ def make_record(spec: ImageSpec, digest: str) -> ImageRecord:
     )
 
 
-def prepare_context(spec: ImageSpec, *, report: Report = _quiet) -> None:
-    """Write everything both builds copy: the environment's context and the marker."""
-    prepare_env_context(spec, report=report)
-    atomic_write_text(spec.project.root / MARKER_FILE, render_marker(spec))
-
-
 def prepare_env_context(spec: ImageSpec, *, report: Report = _quiet) -> None:
     """The environment image's context (build/image): the wheelhouse and the lock it installs."""
     project = spec.project
@@ -125,17 +119,15 @@ def build_env(docker: Docker, spec: ImageSpec, *, no_cache: bool = False, report
     if no_cache:
         argv.append("--no-cache")
     report(f"building the environment {reference} (base {spec.base_image})")
-    _run_build(docker, spec, [*argv, str(spec.project.root / BUILD_DIR)])
+    _run_build(docker, [*argv, str(spec.project.root / BUILD_DIR)], epoch=_provenance(spec.project)[2])
 
 
 def docker_build(
-    docker: Docker, spec: ImageSpec, *, env_image: str | None = None, report: Report = _quiet, no_cache: bool = False
+    docker: Docker, spec: ImageSpec, *, env_image: str, report: Report = _quiet, no_cache: bool = False
 ) -> None:
-    """`docker build` of docker/Dockerfile over the environment image (built first when
-    `env_image` is not given), tagged spec.reference. Raises ImageBuildError."""
+    """`docker build` of docker/Dockerfile over `env_image` (what `ensure_env` returned), tagged
+    spec.reference. Raises ImageBuildError."""
     project = spec.project
-    if env_image is None:
-        env_image = ensure_env(docker, spec, push=False, no_cache=no_cache, report=report)
     atomic_write_text(project.root / MARKER_FILE, render_marker(spec))
     source, revision, epoch = _provenance(project)
     args = {
@@ -149,12 +141,12 @@ def docker_build(
     for name, value in args.items():
         argv += ["--build-arg", f"{name}={value}"]
     report(f"building {spec.reference} (from {env_image})")
-    _run_build(docker, spec, [*argv, str(project.root)], epoch=epoch)
+    _run_build(docker, [*argv, str(project.root)], epoch=epoch)
 
 
-def _run_build(docker: Docker, spec: ImageSpec, argv: list[str], *, epoch: int | None = None) -> None:
+def _run_build(docker: Docker, argv: list[str], *, epoch: int) -> None:
     docker.env["DOCKER_BUILDKIT"] = "1" if docker.buildkit_available() else "0"
-    docker.env["SOURCE_DATE_EPOCH"] = str(epoch if epoch is not None else _provenance(spec.project)[2])
+    docker.env["SOURCE_DATE_EPOCH"] = str(epoch)
     try:
         docker.run(argv, what="docker build", stream=True)
     except DockerCommandError as error:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from envtiers.check import check_project
-from envtiers.image.builder import ImageBuildError, build, build_env, prepare_context
+from envtiers.image.builder import ImageBuildError, build, build_env, prepare_env_context
 from envtiers.image.docker import session
 from envtiers.image.record import read_record
 from envtiers.image.spec import WHEELHOUSE, load_spec
@@ -112,7 +112,7 @@ def test_a_code_only_change_reuses_the_dependency_layers(image_project: Project)
 
 def test_a_tampered_wheel_in_the_wheelhouse_fails_the_build(image_project: Project) -> None:
     spec = load_spec(image_project)
-    prepare_context(spec)
+    prepare_env_context(spec)
     wheel = next((image_project.root / WHEELHOUSE).glob("purepkg-*.whl"))
     wheel.write_bytes(wheel.read_bytes() + b"tampered")
     with (
