@@ -46,6 +46,7 @@ VARIABLES: dict[str, tuple[str, bool]] = {
     "ENVTIERS_OSV_URL": ("the OSV API `envtiers audit --service osv` asks", True),
     "ENVTIERS_AUDIT_DB": ("[audit] db (--db)", True),
     "ENVTIERS_SHIP_ENVIRONMENTS": ("[remote] ship_environments (0: remote tasks install from the index)", False),
+    "ENVTIERS_SHIPPED_FILES": ("a folder of shipped locked files: the conda lock's pip entries install from it", True),
 }
 REDIRECTING_VARIABLES = (
     *(name for name, (_, redirecting) in VARIABLES.items() if redirecting),

@@ -3,15 +3,21 @@
 The conda records are installed by py-rattler into a folder keyed by the locked content (the
 package cache is shared between environments), then the pip entries by uv with
 `--require-hashes --no-deps`; the environment is marked complete only after both (envcache).
+
+A remote task whose environment was shipped through the datastore (envtiers.remote.shipping) reads
+the conda packages from a local channel the fetch wrote (ENVTIERS_CONDA_MIRRORS points each locked
+channel there) and the pip entries from the fetched files (ENVTIERS_SHIPPED_FILES): same files,
+same hashes, no channel or index.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
 from envtiers import envcache
@@ -23,6 +29,9 @@ from envtiers.hashing import file_digest, input_hash
 from envtiers.pip.uv import Uv, install_error
 from envtiers.platforms import require_host
 from envtiers.settings import Project
+
+# Set by a shipped environment's bootstrap: the folder holding the conda lock's wheels by filename.
+SHIPPED_FILES_VARIABLE = "ENVTIERS_SHIPPED_FILES"
 
 
 def read_lock(project: Project, *, platform: str | None = None) -> tuple[str, Any]:
@@ -64,16 +73,13 @@ def create(
     platform, lock = read_lock(project, platform=platform)
     key = env_key(lock, platform)
     prefix = (target or default_prefix(project, key)).absolute()
-    conda = [p for p in lock.package if p.platform == platform and p.manager == "conda"]
     wheels = [p for p in lock.package if p.platform == platform and p.manager == "pip"]
     cache_dir = project.cache_dir / "conda"
     settings = load_settings(project)
-    channels = [c.url for c in lock.metadata.channels]
     uv = uv or Uv()
 
     def build(prefix: Path) -> None:
-        sources = channel_sources(channels, mirror_urls(project, settings))
-        records = _records(conda, sources, platform=platform, cache_dir=cache_dir)
+        records = [record for record, _ in locked_records(project, lock, platform)]
         rattler.install(records, prefix=prefix, cache_dir=cache_dir)
         if wheels:
             _install_wheels(uv, prefix, wheels)
@@ -88,6 +94,27 @@ def create(
         details=details,
         user_target=target is not None,
     )
+
+
+def locked_records(project: Project, lock: Any, platform: str) -> list[tuple[Any, int]]:
+    """The channel's record of each conda package locked for `platform`, read through the mirrors,
+    each with the index of its channel in the lock's channel list. Raises EnvironmentBuildError for
+    a package the channel no longer lists or lists with another sha256."""
+    channels = [c.url for c in lock.metadata.channels]
+    sources = channel_sources(channels, mirror_urls(project, load_settings(project)))
+    conda = [p for p in lock.package if p.platform == platform and p.manager == "conda"]
+    records = _records(conda, sources, platform=platform, cache_dir=project.cache_dir / "conda")
+    found = []
+    for record in records:
+        url = canonical_url(str(record.url), sources)
+        index = next((i for i, (canonical, _) in enumerate(sources) if url.startswith(canonical + "/")), 0)
+        found.append((record, index))
+    return found
+
+
+def wheel_filename(url: str) -> str:
+    """The file name a pip entry's URL ends in (`name-version-tags.whl`), percent-decoded."""
+    return unquote(urlparse(url).path.rsplit("/", 1)[-1])
 
 
 def _records(conda: Sequence[Any], sources: Sequence[tuple[str, str]], *, platform: str, cache_dir: Path) -> list[Any]:
@@ -146,7 +173,8 @@ def _verify_local_file(url: str, sha256: str | None) -> None:
 
 
 def _install_wheels(uv: Uv, prefix: Path, wheels: Sequence[Any]) -> None:
-    lines = [f"{w.name} @ {w.url} --hash=sha256:{w.hash.sha256}" for w in sorted(wheels, key=lambda w: w.name)]
+    ordered = sorted(wheels, key=lambda w: w.name)
+    lines = [f"{w.name} @ {_wheel_url(w.url)} --hash=sha256:{w.hash.sha256}" for w in ordered]
     with tempfile.TemporaryDirectory(prefix="envtiers-conda-pip-") as tmp:
         requirements = Path(tmp) / "requirements.txt"
         requirements.write_text("\n".join(lines) + "\n")
@@ -166,3 +194,14 @@ def _install_wheels(uv: Uv, prefix: Path, wheels: Sequence[Any]) -> None:
         )
     if result.returncode != 0:
         raise install_error(result.stderr, what="the pip entries of conda-lock.yml")
+
+
+def _wheel_url(url: str) -> str:
+    """`url`, or the shipped copy of its file (ENVTIERS_SHIPPED_FILES) when there is one: uv still
+    checks it against the locked hash."""
+    shipped = os.environ.get(SHIPPED_FILES_VARIABLE)
+    if shipped:
+        path = Path(shipped) / wheel_filename(url)
+        if path.is_file():
+            return path.absolute().as_uri()
+    return url

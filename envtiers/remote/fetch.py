@@ -9,8 +9,11 @@ manifest (which the launcher wrote from the lock), and lays them out as a PEP 50
 
     DEST/files/<wheel>                 the files, as named on the package index
     DEST/simple/<project>/index.html   links with #sha256= fragments, for `--index-url file://...`
+    DEST/conda/<i>/<subdir>/<package>  the conda packages of the lock's i-th channel, with the
+    DEST/conda/<i>/<subdir>/repodata.json  records the launcher read from that channel
 
-so that pip and uv install from DEST alone (no package index), with hashes still required.
+so that pip, uv and py-rattler install from DEST alone (no package index, no conda channel), with
+hashes still required.
 Exits 1 with a one-line reason (no traceback) when a file is missing or altered.
 """
 
@@ -85,8 +88,11 @@ def fetch(manifest_url: str, dest: Path, *, client: Any = None, say: Any = None)
     done = {"files": 0, "bytes": 0}
     lock = threading.Lock()
 
-    def one(entry: dict[str, str]) -> Path:
-        target = files_dir / entry["filename"]
+    def one(entry: dict[str, Any]) -> Path:
+        conda = entry.get("conda")
+        folder: Path = files_dir if conda is None else local_channel(dest, int(conda["channel"])) / str(conda["subdir"])
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / str(entry["filename"])
         if not (target.is_file() and file_digest(target) == entry["sha256"]):
             part = target.with_name(target.name + ".part")
             try:
@@ -114,8 +120,36 @@ def fetch(manifest_url: str, dest: Path, *, client: Any = None, say: Any = None)
 
     with ThreadPoolExecutor(WORKERS) as pool:
         paths = list(pool.map(one, entries))
-    write_simple_index(dest / "simple", paths, {e["filename"]: e["sha256"] for e in entries})
+    wheels = [path for path, entry in zip(paths, entries, strict=True) if "conda" not in entry]
+    write_simple_index(dest / "simple", wheels, {e["filename"]: e["sha256"] for e in entries})
+    if "conda-channels" in manifest:
+        write_local_channels(dest, manifest)
     return paths
+
+
+def local_channel(dest: Path, index: int) -> Path:
+    """Where the fetch puts the packages of the lock's `index`-th conda channel."""
+    return dest / "conda" / str(index)
+
+
+def write_local_channels(dest: Path, manifest: dict[str, Any]) -> None:
+    """repodata.json for every subdir of every locked channel (the platform's and noarch, empty
+    where nothing is locked: py-rattler reads both), from the records in the manifest."""
+    subdirs = {manifest["platform"], "noarch"}
+    for index in range(len(manifest["conda-channels"])):
+        for subdir in subdirs | {e["conda"]["subdir"] for e in manifest["files"] if "conda" in e}:
+            packages: dict[str, dict[str, Any]] = {"packages": {}, "packages.conda": {}}
+            for entry in manifest["files"]:
+                conda = entry.get("conda")
+                if conda is not None and conda["channel"] == index and conda["subdir"] == subdir:
+                    kind = "packages.conda" if entry["filename"].endswith(".conda") else "packages"
+                    packages[kind][entry["filename"]] = conda["record"]
+            folder = local_channel(dest, index) / subdir
+            folder.mkdir(parents=True, exist_ok=True)
+            repodata = {"info": {"subdir": subdir}, **packages, "repodata_version": 1}
+            part = folder / "repodata.json.part"
+            part.write_text(json.dumps(repodata, indent=1, sort_keys=True) + "\n")
+            part.rename(folder / "repodata.json")
 
 
 def write_simple_index(root: Path, files: list[Path], hashes: dict[str, str]) -> None:

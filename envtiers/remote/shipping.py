@@ -1,8 +1,9 @@
 """Environments shipped through the datastore: what the launcher does before remote tasks start.
 
-Without this, every remote task of the pip tier downloads its wheels from the package index
-(for the detector, ~4 GB of TensorFlow and CUDA wheels per task). With it, the launcher uploads
-each file the lock installs on the remote platform once into the flow's datastore, keyed by
+Without this, every remote task of the pip and conda tiers downloads its files from the package
+index or the conda channel (for the detector, ~4 GB of TensorFlow and CUDA wheels per task). With
+it, the launcher uploads each file the lock installs on the remote platform (wheels; for the conda
+tier also the conda packages, with their channel records) once into the flow's datastore, keyed by
 content:
 
     <root>/files/sha256/<hex>/<filename>      one object per locked file, never rewritten
@@ -10,7 +11,9 @@ content:
 
 (`<root>` is `<METAFLOW_DATASTORE_SYSROOT_S3>/envtiers`.) Files already there are skipped, so a
 second run uploads nothing; downloads and uploads run in parallel with a progress line. The task's
-bootstrap (`fetch`) installs from those files alone, `--require-hashes` as always.
+bootstrap (`fetch`) installs from those files alone, `--require-hashes` as always; the conda
+packages are laid out as a local channel per locked channel, which the env's build reads instead of
+the channel (ENVTIERS_CONDA_MIRRORS), and the conda lock's pip entries come from the fetched wheels.
 
 Opt out (tasks install from their own mirror or index, as before): `[remote] ship_environments =
 false` in envs/tiers.toml, or ENVTIERS_SHIP_ENVIRONMENTS=0.
@@ -24,7 +27,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,8 @@ OPT_OUT_VARIABLE = "ENVTIERS_SHIP_ENVIRONMENTS"
 MANIFEST_VARIABLE = "ENVTIERS_SHIPPED_MANIFEST"
 SHIPPED_DIR = ".envtiers/shipped"
 WORKERS = 8
+# The tiers whose remote tasks build their env from the lock (the image tier installs nothing).
+SHIPPABLE_TIERS = ("pip", "conda")
 
 
 class ShippingError(EnvtiersError):
@@ -48,6 +53,9 @@ class LockedFile:
     filename: str
     url: str
     sha256: str
+    # A conda package: {"channel": index in the lock's channels, "subdir": ..., "record": its
+    # repodata entry}, which the task's fetch writes into its local channel's repodata.json.
+    conda: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
     def key(self) -> str:
@@ -71,15 +79,18 @@ def shipping_enabled(project: Project) -> bool:
     return bool(setting)
 
 
-def pip_files(project: Project, platform: str, *, index: Any = None) -> list[LockedFile]:
-    """The wheel each pin of the pip lock (and of the tools lock) installs on `platform`:
+def pip_files(
+    project: Project, platform: str, *, index: Any = None, locks: tuple[str, ...] = ("runtime", "tools")
+) -> list[LockedFile]:
+    """The wheel each pin of the pip lock and of the tools lock (`locks`) installs on `platform`:
     the files a remote task of the pip tier needs, each once."""
     from envtiers.pip import lockfile
     from envtiers.pip.locker import runtime_lock_path
     from envtiers.wheels import SimpleIndex, declared_virtual, locked_wheels
 
-    locks = [runtime_lock_path(project, platform), project.lockfiles_dir / "tools.txt"]
-    pins = [pin for path in locks if path.is_file() for pin in lockfile.read(path, display=project.rel(path)).pins]
+    paths = {"runtime": runtime_lock_path(project, platform), "tools": project.lockfiles_dir / "tools.txt"}
+    locks_read = [paths[name] for name in locks]
+    pins = [pin for path in locks_read if path.is_file() for pin in lockfile.read(path, display=project.rel(path)).pins]
     wheels = locked_wheels(
         pins,
         index=index or SimpleIndex(project.pip.index_url),
@@ -93,6 +104,65 @@ def pip_files(project: Project, platform: str, *, index: Any = None) -> list[Loc
         assert wheel.sha256 is not None  # chosen by the lock's sha256
         found.setdefault(wheel.sha256, LockedFile(wheel.filename, wheel.url, wheel.sha256))
     return sorted(found.values(), key=lambda f: f.filename)
+
+
+def conda_files(project: Project, platform: str, *, index: Any = None) -> list[LockedFile]:
+    """What a remote task of the conda tier installs on `platform`: every conda package of the
+    conda lock (read through the project's mirrors, each with its channel record), the lock's pip
+    entries and the tools lock's wheels, each once."""
+    from envtiers.conda.environment import locked_records, read_lock, wheel_filename
+
+    _, lock = read_lock(project, platform=platform)
+    found: dict[str, LockedFile] = {}
+    for record, channel in locked_records(project, lock, platform):
+        entry = json.loads(record.to_json())
+        for name in ("fn", "url", "channel"):  # where it was read from: not part of the repodata entry
+            entry.pop(name, None)
+        conda = {"channel": channel, "subdir": str(record.subdir), "record": entry}
+        sha256 = record.sha256.hex()
+        found.setdefault(sha256, LockedFile(str(record.file_name), str(record.url), sha256, conda=conda))
+    for package in lock.package:
+        if package.platform == platform and package.manager == "pip":
+            sha256 = package.hash.sha256
+            found.setdefault(sha256, LockedFile(wheel_filename(package.url), package.url, sha256))
+    for wheel in pip_files(project, platform, index=index, locks=("tools",)):
+        found.setdefault(wheel.sha256, wheel)
+    return sorted(found.values(), key=lambda f: f.filename)
+
+
+def shipped_files(project: Project, tier: str, platform: str, *, index: Any = None) -> list[LockedFile]:
+    if tier == "pip":
+        return pip_files(project, platform, index=index)
+    if tier == "conda":
+        return conda_files(project, platform, index=index)
+    raise InputError(
+        f"shipping environments through the datastore is built for the {' and '.join(SHIPPABLE_TIERS)} "
+        f"tiers, not {tier}",
+        fix=f"set {OPT_OUT_VARIABLE}=0 (the tasks install from the index, as before)",
+    )
+
+
+def remote_env_key(project: Project, tier: str, platform: str) -> str:
+    """The cache key of `tier`'s env on `platform` (what the task's envtiers_runtime records)."""
+    if tier == "conda":
+        from envtiers.conda.environment import env_key as conda_key
+        from envtiers.conda.environment import read_lock
+
+        _, lock = read_lock(project, platform=platform)
+        return conda_key(lock, platform)
+    from envtiers.pip import lockfile
+    from envtiers.pip.environment import env_key
+    from envtiers.pip.locker import runtime_lock_path
+
+    return env_key(project, [lockfile.read(runtime_lock_path(project, platform))])
+
+
+def conda_channels(project: Project, platform: str) -> list[str]:
+    """The conda lock's channels as written, in priority order (the shipped local channels' order)."""
+    from envtiers.conda.environment import read_lock
+
+    _, lock = read_lock(project, platform=platform)
+    return [str(c.url) for c in lock.metadata.channels]
 
 
 def manifest_url(root: str, *, tier: str, key: str) -> str:
@@ -112,11 +182,8 @@ def ship(
 ) -> ShipResult:
     """Upload the files of `tier`'s lock for `platform` that `root` (s3://bucket/prefix) lacks,
     then the manifest for env `key`. Raises ShippingError / IndexUnreachableError."""
-    if tier != "pip":
-        raise InputError(
-            f"shipping environments through the datastore is built for the pip tier, not {tier}",
-            fix=f"set {OPT_OUT_VARIABLE}=0 (the tasks install from the index, as before)",
-        )
+    if tier not in SHIPPABLE_TIERS:
+        shipped_files(project, tier, platform)  # raises InputError naming the tiers that ship
     client = client or s3_client()
     bucket, prefix = split_url(root.rstrip("/") + "/")
     url = manifest_url(root, tier=tier, key=key)
@@ -124,7 +191,7 @@ def ship(
     if shipped is not None:  # this env's files are all there: no index, no upload
         report(f"envtiers: the {tier} environment's {len(shipped)} locked files are already in {root}")
         return ShipResult(manifest_url=url, files=shipped, uploaded=0, uploaded_bytes=0)
-    files = pip_files(project, platform, index=index)
+    files = shipped_files(project, tier, platform, index=index)
     present = _existing(client, bucket, prefix)
     missing = [f for f in files if f.sha256 not in present]
     progress = _Progress(report, total=len(missing), present=len(files) - len(missing))
@@ -135,8 +202,10 @@ def ship(
         "tier": tier,
         "platform": platform,
         "env-key": key,
-        "files": [{"filename": f.filename, "sha256": f.sha256, "key": prefix + f.key} for f in files],
+        "files": [_manifest_entry(f, prefix) for f in files],
     }
+    if tier == "conda":
+        manifest["conda-channels"] = conda_channels(project, platform)
     manifest_bucket, manifest_key = split_url(url)
     body = (json.dumps(manifest, indent=1) + "\n").encode()
     if not _has(client, manifest_bucket, manifest_key):
@@ -149,23 +218,47 @@ def ship(
     return ShipResult(manifest_url=url, files=tuple(files), uploaded=len(sizes), uploaded_bytes=sum(sizes))
 
 
-def shipped_bootstrap(project: Project, commands: list[str], *, manifest: str) -> list[str]:
+def shipped_bootstrap(
+    project: Project, commands: list[str], *, manifest: str, tier: str = "pip", platform: str = "linux-64"
+) -> list[str]:
     """The tier's remote bootstrap (`commands`: the tools lock, then `envtiers env create ...`)
     rewritten to install from the shipped files: fetch and verify them, then the tools lock and
-    the env with no package index, hashes still required."""
+    the env with no package index or conda channel, hashes still required."""
+    from envtiers.conda.environment import SHIPPED_FILES_VARIABLE
+    from envtiers.conda.spec import MIRROR_VARIABLE
+    from envtiers.remote.fetch import local_channel
     from envtiers.tiers import REMOTE_TOOLS_DIR, tools_bootstrap
 
     tools = tools_bootstrap(project)
     if commands[: len(tools)] != tools:
         raise InputError("this tier's remote bootstrap does not start with the tools lock: it cannot be shipped")
     tools_lock = project.rel(project.lockfiles_dir / "tools.txt")
+    exports = [f'export ENVTIERS_INDEX_URL="file://$PWD/{SHIPPED_DIR}/simple"']
+    if tier == "conda":
+        # Each locked channel read from its local copy (a path relative to the code package, which
+        # is the task's project root); the lock's pip entries from the fetched wheels.
+        mirrors = ",".join(
+            f"{channel}={local_channel(Path(SHIPPED_DIR), i)}"
+            for i, channel in enumerate(conda_channels(project, platform))
+        )
+        exports += [
+            f"export {MIRROR_VARIABLE}={shlex.quote(mirrors)}",
+            f'export {SHIPPED_FILES_VARIABLE}="$PWD/{SHIPPED_DIR}/files"',
+        ]
     return [
         f"PYTHONPATH=. python -m envtiers.remote.fetch {shlex.quote(manifest)} {SHIPPED_DIR}",
         "python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes --no-index "
         f"--find-links {SHIPPED_DIR}/files --target {REMOTE_TOOLS_DIR} -r {shlex.quote(tools_lock)}",
-        f'export ENVTIERS_INDEX_URL="file://$PWD/{SHIPPED_DIR}/simple"',
+        *exports,
         *commands[len(tools) :],
     ]
+
+
+def _manifest_entry(file: LockedFile, prefix: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"filename": file.filename, "sha256": file.sha256, "key": prefix + file.key}
+    if file.conda is not None:
+        entry["conda"] = file.conda
+    return entry
 
 
 class _Progress:

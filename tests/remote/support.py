@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.conda.support import add_conda_tier
 from tests.support import REPO_ROOT, write_project
 
 ENV_FILE_VARIABLE = "ENVTIERS_TEST_AWS_ENV"
@@ -23,6 +24,15 @@ REMOTE_SPEC = "purepkg\nmetaflow\nboto3\n"
 # What a task bootstraps with pip from the tools lock: uv (and for the conda tier py-rattler).
 REMOTE_TOOLS = "uv\npackaging\n"
 CONDA_TOOLS = REMOTE_TOOLS + "py-rattler\nconda-lock\n"
+
+
+def add_remote_conda_tier(root: Path, *, mirror: str, environment: str) -> None:
+    """The conda tier for a remote test project, declaring this machine's glibc for linux-64: the
+    remote index's wheels are repacked from this machine's installs (cryptography's is tagged
+    manylinux_2_34), and a shipped env takes only the wheels that fit the declared glibc."""
+    add_conda_tier(root, mirror=mirror, environment=environment)
+    settings = root / "envs" / "tiers.toml"
+    settings.write_text(settings.read_text().replace('__glibc = "2.28"', '__glibc = "2.36"'))
 
 
 def write_remote_project(root: Path, *, index_url: str, tools: str = REMOTE_TOOLS) -> Path:

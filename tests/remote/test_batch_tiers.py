@@ -5,6 +5,7 @@ inside the container from the lock shipped in the code package, not on this mach
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,8 @@ from envtiers.conda.locker import lock as lock_conda
 from envtiers.pip.locker import lock
 from envtiers.settings import Project, load_project
 from tests.conda.channel import ChannelServer
-from tests.conda.support import add_conda_tier
 from tests.flows.support import client, run_flow, run_id_of, write_tiny_flow
-from tests.remote.support import CONDA_TOOLS, LocalAws, write_remote_project
+from tests.remote.support import CONDA_TOOLS, LocalAws, add_remote_conda_tier, write_remote_project
 from tests.support import PackageIndex
 
 CONDA_ENVIRONMENT = "channels:\n  - conda-forge\ndependencies:\n  - python 3.11.*\n"
@@ -91,7 +91,7 @@ def test_conda_tier_runs_on_batch_in_the_env_built_from_the_conda_lock(
     # The tools the task bootstraps for the conda tier: py-rattler (installs the conda lock) too.
     root = write_remote_project(tmp_path / "project", index_url=remote_index.url, tools=CONDA_TOOLS)
     # The channel over http: the job containers share the host network, not its files.
-    add_conda_tier(root, mirror=conda_server.url, environment=CONDA_ENVIRONMENT)
+    add_remote_conda_tier(root, mirror=conda_server.url, environment=CONDA_ENVIRONMENT)
     write_tiny_flow(root)
     project = load_project(root, cache_dir=tmp_path / "cache")
     lock(project)
@@ -111,3 +111,7 @@ def test_conda_tier_runs_on_batch_in_the_env_built_from_the_conda_lock(
         assert info["python"].endswith(".envtiers/env/bin/python")
         assert info["hostname"] != socket.gethostname()
     assert not list((tmp_path / "cache").glob("**/.envtiers-complete.json"))
+    # The conda packages and wheels came from the datastore, where the launcher shipped them.
+    assert "locked files uploaded to s3://" in done.stdout
+    logs = local_aws.job_logs(runtime["start"]["job_id"])
+    assert re.search(r"envtiers: fetched (\d+)/\1 files .* from the datastore", logs), logs[-3000:]

@@ -1,9 +1,10 @@
 """Environments shipped through the datastore, against moto's S3 server (the real `moto_server`
 from the dev lock, on a free port): the launcher's upload and the task's fetch and install.
 
-The project is tiny (purepkg, platpkg; the tools lock holds uv and packaging), locked for linux-64
-against a local index; the bootstrap runs its real shell commands in a folder laid out like the
-code package, after the index is stopped.
+The pip-tier project is tiny (purepkg, platpkg; the tools lock holds uv and packaging), locked for
+linux-64 against a local index; the conda-tier one locks python from the test channel plus the
+remote tests' pip spec (purepkg, Metaflow, boto3). The bootstrap runs its real shell commands in a
+folder laid out like the code package, after the index (and the channel) are stopped.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from envtiers.conda.environment import read_lock
+from envtiers.conda.locker import lock as lock_conda
 from envtiers.errors import InputError
 from envtiers.pip import lockfile
 from envtiers.pip.environment import env_key
@@ -31,6 +34,8 @@ from envtiers.registry import get_tier
 from envtiers.remote import shipping
 from envtiers.remote.fetch import FetchError, fetch
 from envtiers.settings import Project, load_project
+from tests.conda.channel import ChannelServer
+from tests.remote.support import CONDA_TOOLS, add_remote_conda_tier, write_remote_project
 from tests.support import MANYLINUX, REPO_ROOT, PackageIndex, build_packages, wheel_from_installed, write_project
 
 pytestmark = pytest.mark.slow
@@ -185,20 +190,14 @@ def test_a_file_altered_in_the_datastore_is_refused(shippable: Shippable, s3: An
     assert not (tmp_path / "shipped" / "files" / filename).exists()
 
 
-def test_the_bootstrap_builds_the_env_with_no_route_to_the_index(
-    shippable: Shippable, s3: Any, tmp_path: Path, moto_url: str
-) -> None:
-    result = ship(shippable, s3)
-    shippable.index.stop()  # from here on, nothing answers at the index URL the project names
+def run_bootstrap(project: Project, commands: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`commands` (a shipped bootstrap) run as a remote task runs them: in a folder laid out like
+    the code package, on an interpreter with pip and boto3 (what Metaflow's task bootstrap installs)
+    and nothing else on PATH: uv and py-rattler come from the shipped tools lock."""
     package = tmp_path / "code-package"
     for part in ("envs", "lockfiles"):
-        shutil.copytree(shippable.project.root / part, package / part)
+        shutil.copytree(project.root / part, package / part)
     shutil.copytree(REPO_ROOT / "envtiers", package / "envtiers", ignore=shutil.ignore_patterns("__pycache__"))
-    tier_commands = get_tier("pip").bootstrap_commands(shippable.project, "linux-64")
-    commands = shipping.shipped_bootstrap(shippable.project, tier_commands, manifest=result.manifest_url)
-    assert not any("http" in command for command in commands)
-    # The container's `python`: an interpreter with pip and boto3 (what Metaflow's task bootstrap
-    # installs), and nothing else on PATH: uv comes from the shipped tools lock.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
@@ -210,11 +209,25 @@ def test_the_bootstrap_builds_the_env_with_no_route_to_the_index(
         "HOME": str(tmp_path / "home"),
         "PIP_CONFIG_FILE": os.devnull,
     }
-    done = subprocess.run(
-        ["bash", "-c", " && ".join(commands)], cwd=package, env=env, capture_output=True, text=True, timeout=300
+    for name in ("ENVTIERS_CONDA_MIRRORS", "ENVTIERS_INDEX_URL", "ENVTIERS_SHIPPED_FILES"):
+        env.pop(name, None)
+    return subprocess.run(
+        ["bash", "-c", " && ".join(commands)], cwd=package, env=env, capture_output=True, text=True, timeout=600
     )
+
+
+def test_the_bootstrap_builds_the_env_with_no_route_to_the_index(
+    shippable: Shippable, s3: Any, tmp_path: Path, moto_url: str
+) -> None:
+    result = ship(shippable, s3)
+    shippable.index.stop()  # from here on, nothing answers at the index URL the project names
+    tier_commands = get_tier("pip").bootstrap_commands(shippable.project, "linux-64")
+    commands = shipping.shipped_bootstrap(shippable.project, tier_commands, manifest=result.manifest_url)
+    assert not any("http" in command for command in commands)
+    done = run_bootstrap(shippable.project, commands, tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "envtiers: fetched 4/4 files" in done.stderr
+    package = tmp_path / "code-package"
     python = package / ".envtiers" / "env" / "bin" / "python"
     probe = subprocess.run(
         [str(python), "-c", "import purepkg, platpkg; print(purepkg.__file__)"], capture_output=True, text=True
@@ -245,3 +258,57 @@ def _version(name: str) -> str:
     from importlib.metadata import version
 
     return version(name)
+
+
+def test_the_conda_tier_ships_its_packages_and_builds_the_env_with_no_channel_or_index(
+    s3: Any, tmp_path: Path, remote_index: PackageIndex, conda_channel: Path
+) -> None:
+    # An index and a channel of this test's own, stopped once the launcher has shipped.
+    index = PackageIndex(remote_index.directory).start()
+    channel = ChannelServer(conda_channel).start()
+    try:
+        root = write_remote_project(tmp_path / "project", index_url=index.url, tools=CONDA_TOOLS)
+        add_remote_conda_tier(
+            root, mirror=channel.url, environment="channels:\n  - conda-forge\ndependencies:\n  - python 3.11.*\n"
+        )
+        project = load_project(root, cache_dir=tmp_path / "cache")
+        lock(project)
+        lock_conda(project)
+        key = shipping.remote_env_key(project, "conda", "linux-64")
+        result = shipping.ship(project, root=ROOT, tier="conda", platform="linux-64", key=key, client=s3)
+    finally:
+        index.stop()
+        channel.stop()
+    _, conda_lock = read_lock(project, platform="linux-64")
+    locked = {p.hash.sha256: p for p in conda_lock.package if p.platform == "linux-64"}
+    objects = {key: body for key, body in stored(s3).items() if "/files/" in key}
+    stored_hashes = {name.split("/")[-2] for name in objects}
+    # Every file the conda lock installs on linux-64, conda packages and pip entries, once each.
+    assert set(locked) <= stored_hashes
+    assert len(stored_hashes) == len(objects) == len(result.files)
+    for name, body in objects.items():
+        assert hashlib.sha256(body).hexdigest() == name.split("/")[-2]
+    conda_names = sorted(p.url.rsplit("/", 1)[1] for p in locked.values() if p.manager == "conda")
+    assert sorted(f.filename for f in result.files if f.conda) == conda_names
+    assert any(name.startswith("python-3.11") for name in conda_names)
+    assert (shipping.ship(project, root=ROOT, tier="conda", platform="linux-64", key=key, client=s3).uploaded) == 0
+
+    tier_commands = get_tier("conda").bootstrap_commands(project, "linux-64")
+    commands = shipping.shipped_bootstrap(
+        project, tier_commands, manifest=result.manifest_url, tier="conda", platform="linux-64"
+    )
+    assert not any(channel.url in command or index.url in command for command in commands)
+    done = run_bootstrap(project, commands, tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"envtiers: fetched {len(result.files)}/{len(result.files)} files" in done.stderr
+    prefix = tmp_path / "code-package" / ".envtiers" / "env"
+    # The interpreter is the locked conda package's, and the lock's pip entries are installed in it.
+    records = [path.name for path in (prefix / "conda-meta").glob("python-3.11*.json")]
+    assert records, sorted(p.name for p in (prefix / "conda-meta").iterdir())
+    probe = subprocess.run(
+        [str(prefix / "bin" / "python"), "-s", "-c", "import sys, purepkg; print(sys.prefix, purepkg.__version__)"],
+        capture_output=True,
+        text=True,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == [str(prefix), "2.0"]

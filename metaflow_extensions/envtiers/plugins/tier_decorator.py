@@ -47,7 +47,7 @@ class EnvtiersStepDecorator(StepDecorator):
 
     def runtime_init(self, flow, graph, package, run_id):
         if self.remote:
-            self.environment.ship_environment()  # the pip tier's files into the datastore, once
+            self.environment.ship_environment()  # the pip or conda lock's files into the datastore, once
         if not self.remote:
             launch = self.environment.local_launch()  # build (or reuse) before the first task starts
             if launch.env_slot is not None:

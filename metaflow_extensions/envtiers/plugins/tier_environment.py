@@ -179,33 +179,29 @@ class TierEnvironment(MetaflowEnvironment):
         return files
 
     def ship_environment(self):
-        """Upload the remote platform's locked files into the datastore (once per launcher), so
-        that remote tasks install from there: see envtiers.remote.shipping. Sets the manifest's
-        URL in the environment, which the `batch step` / `kubernetes step` subprocesses inherit."""
+        """Upload the remote platform's locked files (pip and conda tiers) into the datastore, once
+        per launcher, so that remote tasks install from there: see envtiers.remote.shipping. Sets
+        the manifest's URL in the environment, which the `batch step` / `kubernetes step`
+        subprocesses inherit."""
         import os
 
         from envtiers.errors import EnvtiersError
         from envtiers.remote import shipping
 
-        if self.TIER != "pip" or os.environ.get(shipping.MANIFEST_VARIABLE):
+        if self.TIER not in shipping.SHIPPABLE_TIERS or os.environ.get(shipping.MANIFEST_VARIABLE):
             return
         if getattr(self, "datastore_type", None) != "s3" or not shipping.shipping_enabled(self.project()):
             return
         from metaflow.metaflow_config import DATASTORE_SYSROOT_S3
 
-        from envtiers.pip import lockfile
-        from envtiers.pip.environment import env_key
-        from envtiers.pip.locker import runtime_lock_path
-
         project = self.project()
         try:
-            lock = lockfile.read(runtime_lock_path(project, self.REMOTE_PLATFORM))
             result = shipping.ship(
                 project,
                 root=f"{DATASTORE_SYSROOT_S3.rstrip('/')}/envtiers",
                 tier=self.TIER,
                 platform=self.REMOTE_PLATFORM,
-                key=env_key(project, [lock]),
+                key=shipping.remote_env_key(project, self.TIER, self.REMOTE_PLATFORM),
                 report=self.logger,
             )
         except EnvtiersError as error:
@@ -221,8 +217,10 @@ class TierEnvironment(MetaflowEnvironment):
         try:
             commands = self.tier().bootstrap_commands(self.project(), self.REMOTE_PLATFORM)
             manifest = os.environ.get(shipping.MANIFEST_VARIABLE)
-            if manifest and self.TIER == "pip":
-                commands = shipping.shipped_bootstrap(self.project(), commands, manifest=manifest)
+            if manifest and self.TIER in shipping.SHIPPABLE_TIERS:
+                commands = shipping.shipped_bootstrap(
+                    self.project(), commands, manifest=manifest, tier=self.TIER, platform=self.REMOTE_PLATFORM
+                )
         except EnvtiersError as error:
             raise _error(error) from None
         image = self._remote_image_of(step_name)
