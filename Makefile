@@ -34,6 +34,15 @@ ENVTIERS_RUN_DEPS := venv sample
 ENVTIERS_RESUME_DEPS := venv
 ENVTIERS_AFTER_RUN := USER=$(METAFLOW_USER) $(VENV)/bin/python flows/show_run.py
 ENVTIERS_REMOTE_HINT := ; on this machine: eval "$$(.ci/docker-up)"; eval "$$(.ci/aws-up)"
+# REMOTE=batch: a Batch task cannot read this machine's data/sample, so unless RUN_ARGS names its
+# own --data, make run uploads the sample to S3 (next to Metaflow's data root) and passes that URL.
+SAMPLE_URL ?= $(or $(METAFLOW_DATATOOLS_S3ROOT),$(METAFLOW_DATASTORE_SYSROOT_S3)/data)/detector-sample/
+ifeq ($(REMOTE),batch)
+ifeq ($(findstring --data,$(RUN_ARGS)),)
+override RUN_ARGS += --data $(SAMPLE_URL)
+ENVTIERS_RUN_DEPS += sample-upload
+endif
+endif
 include envtiers/scaffold/templates/envtiers.mk
 
 help: ## Show this help
@@ -73,6 +82,9 @@ bench: venv ## Run the benchmarks; writes bench/results/*.json and *.md
 sample: venv ## Generate the synthetic PlantDoc-layout sample dataset in data/sample (once)
 	@test -f data/sample/train_labels.csv || $(VENV)/bin/python -m detector sample
 
+sample-upload: sample ## Upload data/sample to SAMPLE_URL (make run REMOTE=batch does, when RUN_ARGS has no --data)
+	@USER=$(METAFLOW_USER) $(VENV)/bin/python -m detector upload data/sample $(SAMPLE_URL)
+
 dist: venv ## Build the envtiers wheel (the toolkit and its Metaflow extension, not detector/) into dist/
 	$(VENV)/bin/python -m build --wheel --no-isolation --outdir dist .
 	rm -rf build/lib build/bdist.* envtiers.egg-info
@@ -87,4 +99,4 @@ app: venv ## Serve the front end (Streamlit) on http://$(APP_HOST):$(APP_PORT): 
 clean: ## Remove .tools/ and .venv/ (the envtiers cache in ~/.cache/envtiers stays)
 	rm -rf $(TOOLS) $(VENV)
 
-.PHONY: help tools venv audit test lint bench sample data dist app clean
+.PHONY: help tools venv audit test lint bench sample sample-upload data dist app clean
