@@ -1,4 +1,5 @@
-"""Shared fixtures: one local package index for the session, and tiny projects locked against it.
+"""Shared fixtures: one local package index for the session, tiny projects locked against it, and
+the session's DetectorFlow runs.
 
 Every test gets its own uv cache and envtiers cache (tampering with a served wheel must not be
 hidden by a wheel another test already cached), and no setting leaks in from the developer's shell.
@@ -16,6 +17,7 @@ import pytest
 from envtiers.pip.locker import lock
 from envtiers.settings import REDIRECTING_VARIABLES, Project, load_project
 from tests.conda.channel import ChannelServer
+from tests.flows.support import FlowRuns, make_detector_flow_runs
 from tests.support import PackageIndex, build_packages, build_wheel, write_project
 
 # The spec most index-backed tests lock: a pure package, a platform-tagged one, and markers.
@@ -103,3 +105,12 @@ def locked_project(make_project: Callable[..., Project]) -> Project:
     project = make_project()
     lock(project)
     return project
+
+
+@pytest.fixture(scope="session")
+def detector_flow_runs(tmp_path_factory: pytest.TempPathFactory) -> FlowRuns:
+    """Three pip-tier DetectorFlow runs, one training (tests/flows/support.py's FlowRuns), made once
+    per session: tests/flows/test_detector_flow.py checks them, and tests/detector/app/test_page.py
+    shows A and C in the front end, so CI trains the detector flow once for both. Tests must not
+    change them; one that needs them in another folder copies their datastore (`base/.metaflow`)."""
+    return make_detector_flow_runs(tmp_path_factory.mktemp("detector-flow"))

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +198,38 @@ def evaluation_card_components(run_id: str, *, cwd: Path, env: Mapping[str, str 
     )
     assert done.returncode == 0, done.stdout[-3000:]
     return card_components(out.read_text())
+
+
+# The detector flow's arguments in tests: the `test` model, one epoch, W&B offline (its files stay
+# under the run).
+DETECTOR_RUN_ARGS = ("--model-config", "test", "--epochs", "1", "--wandb-mode", "offline")
+
+
+@dataclass(frozen=True)
+class FlowRuns:
+    """Three pip-tier DetectorFlow runs under `base` (its local datastore in `base/.metaflow`, the
+    deploy steps' exports under `base/runs`), made by `make_detector_flow_runs`."""
+
+    base: Path
+    env: dict[str, str | None]
+    sample: Path
+    a: subprocess.CompletedProcess[str]  # a full run: trained, evaluated, exported
+    b: subprocess.CompletedProcess[str]  # resume of A from evaluate_model, failing there
+    c: subprocess.CompletedProcess[str]  # resume of B once the failure is gone: a second export
+
+
+def make_detector_flow_runs(base: Path) -> FlowRuns:
+    """Runs A, B and C of `FlowRuns` in the pip tier from `base` (one training, A's); asserts only
+    that A succeeds, what B and C did is for the tests to check."""
+    sample, env = detector_run_inputs(base)
+    common = ["--environment=envtiers-pip"]
+    a = run_flow(DETECTOR_FLOW, [*common, "run", "--data", str(sample), *DETECTOR_RUN_ARGS], cwd=base, env=env)
+    assert a.returncode == 0, a.stdout[-5000:]
+    b = run_flow(
+        DETECTOR_FLOW,
+        [*common, "resume", "evaluate_model", "--origin-run-id", run_id_of(a.stdout)],
+        cwd=base,
+        env={**env, "DETECTOR_FAIL_AT": "evaluate_model"},
+    )
+    c = run_flow(DETECTOR_FLOW, [*common, "resume", "--origin-run-id", run_id_of(b.stdout)], cwd=base, env=env)
+    return FlowRuns(base=base, env=env, sample=sample, a=a, b=b, c=c)

@@ -3,15 +3,15 @@ one epoch): every step in the env built from lockfiles/pip/linux-64.txt, artifac
 the Client API, the evaluation card, resume after a failure, and a stale lock stopped in `start`.
 
 Three runs share one training: A runs everything; B resumes A from evaluate_model with a failure
-injected there; C resumes B once the failure is gone. The env is built once, into a cache of this
-module's own, from the uv cache `make venv` already filled.
+injected there; C resumes B once the failure is gone. They are the session's `detector_flow_runs`
+(tests/conftest.py), which tests/detector/app/test_page.py shows in the front end too, so that CI
+trains the flow once for both modules rather than twice. The env is built once, into a cache of
+those runs' own, from the uv cache `make venv` already filled.
 """
 
 from __future__ import annotations
 
-import subprocess
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,12 @@ import pytest
 from envtiers.pip.environment import env_key, read_locks
 from envtiers.settings import load_project
 from tests.flows.support import (
-    DETECTOR_FLOW,
+    DETECTOR_RUN_ARGS,
     REPO_ROOT,
+    FlowRuns,
     assert_ran_in,
     client,
     copy_project,
-    detector_run_inputs,
     evaluation_card_components,
     run_flow,
     run_id_of,
@@ -34,34 +34,11 @@ from tests.flows.support import (
 pytestmark = pytest.mark.slow
 
 STEPS = ("start", "augment_data_train_model", "choose_model", "evaluate_model", "deploy", "end")
-RUN_ARGS = ["--model-config", "test", "--epochs", "1", "--wandb-mode", "offline"]
-
-
-@dataclass(frozen=True)
-class FlowRuns:
-    base: Path
-    env: dict[str, str | None]
-    sample: Path
-    a: subprocess.CompletedProcess[str]
-    b: subprocess.CompletedProcess[str]
-    c: subprocess.CompletedProcess[str]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> FlowRuns:
-    base = tmp_path_factory.mktemp("detector-flow")
-    sample, env = detector_run_inputs(base)
-    common = ["--environment=envtiers-pip"]
-    a = run_flow(DETECTOR_FLOW, [*common, "run", "--data", str(sample), *RUN_ARGS], cwd=base, env=env)
-    assert a.returncode == 0, a.stdout[-5000:]
-    b = run_flow(
-        DETECTOR_FLOW,
-        [*common, "resume", "evaluate_model", "--origin-run-id", run_id_of(a.stdout)],
-        cwd=base,
-        env={**env, "DETECTOR_FAIL_AT": "evaluate_model"},
-    )
-    c = run_flow(DETECTOR_FLOW, [*common, "resume", "--origin-run-id", run_id_of(b.stdout)], cwd=base, env=env)
-    return FlowRuns(base=base, env=env, sample=sample, a=a, b=b, c=c)
+def runs(detector_flow_runs: FlowRuns) -> FlowRuns:
+    return detector_flow_runs
 
 
 def started(output: str, step: str) -> bool:
@@ -200,7 +177,7 @@ def test_a_stale_lock_stops_the_run_before_any_task(runs: FlowRuns, tmp_path: Pa
         spec.write("six\n")
     done = run_flow(
         project / "flows" / "detector_flow.py",
-        ["--environment=envtiers-pip", "run", "--data", str(runs.sample), *RUN_ARGS],
+        ["--environment=envtiers-pip", "run", "--data", str(runs.sample), *DETECTOR_RUN_ARGS],
         cwd=tmp_path,
         env=runs.env,
     )

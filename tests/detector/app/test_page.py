@@ -1,17 +1,21 @@
 """The front end in a real browser: headless Chromium against `streamlit run` of the page.
 
 One app serves every test here (each test opens a new browser page, i.e. a new session), from a
-folder whose local datastore starts empty; the runs test then makes two real DetectorFlow runs
-there, which the running page picks up: A (the `test` model, one epoch, `--environment=local`)
-and B, a resume of A from its deploy step (a second successful run with its own export: cheaper
-than a second training, so the two show the same detections). The fixed model for the
-upload tests is the session's export fixture (tests/detector/conftest.py), loaded by the page
-from its folder and, in endpoint mode, served by `python -m detector serve`.
+folder whose local datastore starts empty; the runs test then copies two real DetectorFlow runs
+into it, which the running page picks up. They are runs A and C of the session's
+`detector_flow_runs` (tests/conftest.py; pip tier, the `test` model, one epoch), the runs
+tests/flows/test_detector_flow.py checks: CI trains the flow once for both modules instead of
+running it again here. A is a full run, C a resume of A's failed resume from evaluate_model, so
+each has its own export (beside its `model_location`, under the flow runs' folder) from the same
+training, and the two show the same detections. The fixed model for the upload tests is the
+session's export fixture (tests/detector/conftest.py), loaded by the page from its folder and,
+in endpoint mode, served by `python -m detector serve`.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +27,6 @@ from detector import config
 from detector.app.sources import sample_upload
 from detector.app.view import DEFAULT_THRESHOLD, visible
 from detector.export import load_exported
-from detector.sample import generate_sample
 from detector.serve import decode_image_bytes
 from tests.detector.app.support import (
     CHROMIUM,
@@ -48,11 +51,10 @@ from tests.detector.app.support import (
 from tests.detector.conftest import ExportedFixture
 from tests.detector.support import encode, leaf_image
 from tests.detector.test_serve import start_server
-from tests.flows.support import DETECTOR_FLOW, client, flow_env, run_flow, run_id_of
+from tests.flows.support import FlowRuns, client, flow_env, run_id_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-RUN_ARGS = ["--model-config", "test", "--epochs", "1", "--wandb-mode", "disabled"]
 THRESHOLD = DEFAULT_THRESHOLD
 STEP = 0.05
 # Where the README's screenshot is written (git-ignored build/; docs/app.png is a copy of it).
@@ -61,13 +63,17 @@ SCREENSHOT = config.PROJECT_ROOT / "build" / "app" / "app.png"
 
 @dataclass(frozen=True)
 class Runs:
+    """Two successful runs in the app's datastore: `a`, then `c` (the latest); their exports stay
+    where the deploy steps wrote them, under `flow_base`."""
+
     base: Path
+    flow_base: Path
     a: str
-    b: str
+    c: str
     env: dict[str, str | None]
 
     def export(self, run_id: str) -> Path:
-        return self.base / "runs" / "DetectorFlow" / run_id / "export" / "model"
+        return self.flow_base / "runs" / "DetectorFlow" / run_id / "export" / "model"
 
 
 @pytest.fixture(scope="module")
@@ -75,29 +81,30 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The app's working folder: an empty local datastore (.metaflow) the runs test fills later."""
     folder = tmp_path_factory.mktemp("app-runs")
     (folder / ".metaflow").mkdir()
-    generate_sample(folder / "sample", images=12, seed=3, size=128)
     return folder
 
 
-def flow_variables(base: Path) -> dict[str, str | None]:
+def app_variables(base: Path) -> dict[str, str | None]:
+    """Settings for the page and the Client API here: nothing of the caller's runs folder or
+    injected failure."""
     return {"DETECTOR_RUNS_DIR": str(base / "runs"), "DETECTOR_FAIL_AT": None}
 
 
 @pytest.fixture(scope="module")
-def runs(base: Path) -> Runs:
-    env = flow_variables(base)
-    local = ["--environment=local"]
-    a = run_flow(DETECTOR_FLOW, [*local, "run", "--data", str(base / "sample"), *RUN_ARGS], cwd=base, env=env)
-    assert a.returncode == 0, a.stdout[-4000:]
-    b = run_flow(DETECTOR_FLOW, [*local, "resume", "deploy", "--origin-run-id", run_id_of(a.stdout)], cwd=base, env=env)
-    assert b.returncode == 0, b.stdout[-4000:]
-    return Runs(base, run_id_of(a.stdout), run_id_of(b.stdout), env)
+def runs(base: Path, detector_flow_runs: FlowRuns) -> Runs:
+    """The session's flow runs, their local datastore copied into the app's (only now: the tests
+    before this one see no run). The page lists the runs and reads their metadata from the copy;
+    each artifact record names the datastore root it was written to (the flow runs' .metaflow,
+    an absolute path), so artifact values are read from there, as are the exports."""
+    flow = detector_flow_runs
+    shutil.copytree(flow.base / ".metaflow", base / ".metaflow", dirs_exist_ok=True)
+    return Runs(base, flow.base, run_id_of(flow.a.stdout), run_id_of(flow.c.stdout), app_variables(base))
 
 
 @pytest.fixture(scope="module")
 def app(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     cache = tmp_path_factory.mktemp("app-cache")
-    variables = {**flow_variables(base), "DETECTOR_APP_CACHE_DIR": str(cache)}
+    variables = {**app_variables(base), "DETECTOR_APP_CACHE_DIR": str(cache)}
     env = {k: v for k, v in flow_env(variables).items() if v is not None}
     with running_app(base, base / "app.log", env=env) as served:
         yield served
@@ -214,12 +221,12 @@ def test_endpoint_mode_against_the_detector_server(
         server.process.wait(30)
 
 
-@pytest.mark.timeout(3600)  # two flow runs: minutes on a busy 2-core machine
+@pytest.mark.timeout(3600)  # may make the session's three flow runs: minutes on a busy 2-core machine
 def test_runs_latest_by_default_any_by_id_and_compared(runs: Runs, page: Any) -> None:
     summaries = client(
         f"""
         result = {{}}
-        for run_id in ("{runs.a}", "{runs.b}"):
+        for run_id in ("{runs.a}", "{runs.c}"):
             data = Run("DetectorFlow/" + run_id).end_task.data
             result[run_id] = {{"ap50": data.eval_result["ap50"], "ap_per_class": data.eval_result["ap_per_class"]}}
         """,
@@ -227,13 +234,13 @@ def test_runs_latest_by_default_any_by_id_and_compared(runs: Runs, page: Any) ->
         env=runs.env,
     )
     _, sample = sample_upload()
-    # Default: the latest successful run (B), its tier, lock and AP50 in the sidebar.
+    # Default: the latest successful run (C), its tier, lock and AP50 in the sidebar.
     sidebar = '[data-testid="stSidebar"]'
-    wait_for_text(page, rf"run: DetectorFlow/{runs.b}", where=sidebar)
+    wait_for_text(page, rf"run: DetectorFlow/{runs.c}", where=sidebar)
     info = page.locator(sidebar).inner_text()
-    assert "tier: local" in info and f"AP50: {summaries[runs.b]['ap50']:.3f}" in info
-    b_model = load_exported(runs.export(runs.b))
-    assert shown_count(page, "sample-leaf.jpg") == len(expected(b_model, sample))
+    assert "tier: pip" in info and f"AP50: {summaries[runs.c]['ap50']:.3f}" in info
+    c_model = load_exported(runs.export(runs.c))
+    assert shown_count(page, "sample-leaf.jpg") == len(expected(c_model, sample))
 
     choose_mode(page, "Run by id")
     select(page, "Run", runs.a)
@@ -241,12 +248,12 @@ def test_runs_latest_by_default_any_by_id_and_compared(runs: Runs, page: Any) ->
     a_model = load_exported(runs.export(runs.a))
     assert shown_count(page, "sample-leaf.jpg") == len(expected(a_model, sample))
 
-    # Compare: run A's picker starts on the latest run (B), run B's on the one before (A).
+    # Compare: the "Run A" picker starts on the latest run (C), "Run B" on the one before (A).
     click(page, "Compare runs")
-    wait_for_text(page, rf"Run {runs.b}[\s\S]*Run {runs.a}[\s\S]*AP per class")
+    wait_for_text(page, rf"Run {runs.c}[\s\S]*Run {runs.a}[\s\S]*AP per class")
     assert len(re.findall(r"sample-leaf\.jpg: \d+ detections shown", main_text(page))) == 2
     table = page.locator('[data-testid="stTable"]').last.inner_text()
-    for name, ap in summaries[runs.b]["ap_per_class"].items():
+    for name, ap in summaries[runs.c]["ap_per_class"].items():
         assert re.search(rf"{re.escape(name)}\s+{'n/a' if ap is None else f'{ap:.3f}'}", table), table
 
 
