@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
-from bench import app, conda_tier, detector, flow, image, pip_tier, report, review, sweep
+from bench import app, conda_tier, detector, flow, image, pip_tier, remote, report, review, sweep
 from bench.harness import Context, host_info, say
 
 # Every benchmark area: a module with MODULE (its results file) and BENCHMARKS (name -> function).
-AREAS: tuple[ModuleType, ...] = (pip_tier, conda_tier, detector, flow, image, sweep, review, app)
+AREAS: tuple[ModuleType, ...] = (pip_tier, conda_tier, detector, flow, image, sweep, remote, review, app)
 
 
 def _now() -> str:

@@ -41,8 +41,7 @@ def _fresh_setup(ctx: Context) -> tuple[Any, Path, dict[str, str], Any]:
     from envtiers.pip.locker import lock
     from envtiers.settings import load_project
     from tests.flows.support import flow_env
-    from tests.remote.conftest import REMOTE_DISTS
-    from tests.remote.support import REMOTE_SPEC, start_local_aws
+    from tests.remote.support import REMOTE_DISTS, REMOTE_SPEC, start_local_aws
     from tests.remote.test_batch_sweep import SWEEP_FLOW
     from tests.support import PackageIndex, build_packages, wheel_from_installed, write_project
 

@@ -14,8 +14,8 @@ from envtiers.pip.locker import lock
 from envtiers.settings import Project, load_project
 from tests.flows.support import write_tiny_flow
 from tests.image.support import docker_ready
-from tests.remote.support import LocalAws, start_local_aws, write_remote_project
-from tests.support import PackageIndex, build_wheel, wheel_from_installed
+from tests.remote.support import LocalAws, add_remote_dists, start_local_aws, write_remote_project
+from tests.support import PackageIndex
 
 
 @pytest.fixture(scope="session")
@@ -32,49 +32,6 @@ def local_aws() -> LocalAws:
         pytest.fail(str(error))
 
 
-# What a remote task's environment needs besides the tiny flow's own package: Metaflow, boto3 for
-# the S3 datastore, and the tools lock's uv + packaging (the task bootstraps them with pip).
-REMOTE_DISTS = (
-    "metaflow",
-    "requests",
-    "urllib3",
-    "idna",
-    "certifi",
-    "charset-normalizer",
-    "boto3",
-    "botocore",
-    "s3transfer",
-    "jmespath",
-    "python-dateutil",
-    "six",
-    "packaging",
-    # the conda tier's tools: py-rattler and conda-lock (which reads the lock), with what they need
-    "py-rattler",
-    "conda-lock",
-)
-
-
-def installed_closure(names: tuple[str, ...]) -> list[str]:
-    """`names` and everything they require (on Linux, without extras), as installed here."""
-    from importlib.metadata import distribution
-
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    seen: set[str] = set()
-    todo = [canonicalize_name(name) for name in names]
-    while todo:
-        name = todo.pop()
-        if name in seen or name == "uv":
-            continue
-        seen.add(name)
-        for text in distribution(name).requires or []:
-            requirement = Requirement(text)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(canonicalize_name(requirement.name))
-    return sorted(seen)
-
-
 @pytest.fixture(scope="session")
 def remote_index(index_files: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PackageIndex]:
     """The session index plus Metaflow, boto3 and uv (repacked from this interpreter), on
@@ -82,13 +39,7 @@ def remote_index(index_files: Path, tmp_path_factory: pytest.TempPathFactory) ->
     directory = tmp_path_factory.mktemp("remote-index")
     for path in index_files.iterdir():
         shutil.copy2(path, directory / path.name)
-    for name in installed_closure(REMOTE_DISTS):
-        wheel_from_installed(directory, name)
-    wheel_from_installed(directory, "uv")
-    # The tools lock is universal: Windows/macOS-only dependencies must exist, though no Linux
-    # task installs them. Stand-ins do (this machine has none of them installed).
-    for name, version in (("colorama", "0.4.6"), ("pywin32-ctypes", "0.2.3"), ("xattr", "1.3.0")):
-        build_wheel(directory, name.replace("-", "_"), version)
+    add_remote_dists(directory)
     index = PackageIndex(directory).start()
     yield index
     index.stop()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conda.support import add_conda_tier
-from tests.support import REPO_ROOT, write_project
+from tests.support import REPO_ROOT, build_wheel, wheel_from_installed, write_project
 
 ENV_FILE_VARIABLE = "ENVTIERS_TEST_AWS_ENV"
 # The tiny remote flow's lock: its own package, Metaflow, and boto3 (the task's S3 datastore).
@@ -39,6 +39,63 @@ def write_remote_project(root: Path, *, index_url: str, tools: str = REMOTE_TOOL
     """A tiny linux-64 project for remote runs, locking REMOTE_SPEC and `tools` against `index_url`
     (an index on 127.0.0.1: the job containers share the host network)."""
     return write_project(root, requirements=REMOTE_SPEC, index_url=index_url, platforms=("linux-64",), tools=tools)
+
+
+# What a remote task's environment needs besides the tiny flow's own package: Metaflow, boto3 for
+# the S3 datastore, and the tools lock's uv + packaging (the task bootstraps them with pip).
+REMOTE_DISTS = (
+    "metaflow",
+    "requests",
+    "urllib3",
+    "idna",
+    "certifi",
+    "charset-normalizer",
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "jmespath",
+    "python-dateutil",
+    "six",
+    "packaging",
+    # the conda tier's tools: py-rattler and conda-lock (which reads the lock), with what they need
+    "py-rattler",
+    "conda-lock",
+)
+
+
+def installed_closure(names: tuple[str, ...]) -> list[str]:
+    """`names` and everything they require (on Linux, without extras), as installed here."""
+    from importlib.metadata import distribution
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: set[str] = set()
+    todo = [canonicalize_name(name) for name in names]
+    while todo:
+        name = todo.pop()
+        if name in seen or name == "uv":
+            continue
+        seen.add(name)
+        for text in distribution(name).requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(canonicalize_name(requirement.name))
+    return sorted(seen)
+
+
+def add_remote_dists(directory: Path) -> Path:
+    """Put into `directory` (a package index's files) what remote tasks install besides the tiny
+    flow's own package: REMOTE_DISTS and their requirements and uv, repacked from this interpreter,
+    and stand-ins for the tools lock's Windows/macOS-only dependencies. Returns `directory`."""
+    for name in installed_closure(REMOTE_DISTS):
+        wheel_from_installed(directory, name)
+    wheel_from_installed(directory, "uv")
+    # The tools lock is universal: Windows/macOS-only dependencies must exist, though no Linux
+    # task installs them. Stand-ins do (this machine has none of them installed).
+    for name, version in (("colorama", "0.4.6"), ("pywin32-ctypes", "0.2.3"), ("xattr", "1.3.0")):
+        build_wheel(directory, name.replace("-", "_"), version)
+    return directory
 
 
 @dataclass(frozen=True)
