@@ -59,18 +59,19 @@ SEGMENT_TEXT = {
     "code_package": "→ its `Task is starting.` (Metaflow downloads and unpacks the code package)",
     "tier_and_step": "→ body (the tier's bootstrap, then the step's own process start)",
 }
-# The pip tier's bootstrap, rewritten to install from the datastore (envtiers.remote.shipping).
+# The pip and conda tiers' bootstrap, rewritten to install from the datastore (envtiers.remote.shipping).
 _SHIPPED_MARK = "envtiers.remote.fetch"
 
 NOTES = {
-    "pip": "In the container: pip installs the tools lock (uv, packaging), then `envtiers env create --tier pip` "
-    "builds the env from the pip lock with uv.",
-    "conda": "In the container: pip installs the tools lock (uv, packaging, py-rattler, conda-lock), then "
-    "`envtiers env create --tier conda` installs the conda lock with py-rattler (the tests' channel over http: "
-    "a CPython repacked from this machine's, pip) and the pip lock on top with uv.",
+    "pip": "In the container: the shipped files fetched from the datastore, pip installs the tools lock (uv, "
+    "packaging) from them, then `envtiers env create --tier pip` builds the env from the pip lock with uv.",
+    "conda": "In the container: the shipped files fetched from the datastore (conda packages with their channel "
+    "records, wheels), pip installs the tools lock (uv, packaging, py-rattler, conda-lock) from them, then "
+    "`envtiers env create --tier conda` installs the conda lock with py-rattler from the local channel the fetch "
+    "wrote (the tests' CPython repacked from this machine's, pip) and the lock's pip entries on top with uv.",
     "image": "Nothing installed: the job runs the project's image by digest, its env at /opt/envtiers/env; "
     "besides Metaflow's own bootstrap (download and unpack the code package, flush its logs) the tier adds only "
-    "`export ENVTIERS_TIER=image`, with the 'building the image environment' line and two more log flushes.",
+    "`export ENVTIERS_TIER=image` and `ENVTIERS_IMAGE`.",
 }
 # Every row's last note: how the figures were taken.
 METHOD = (
@@ -197,10 +198,15 @@ def _sides(ctx: Context, stack: contextlib.ExitStack) -> tuple[Any, dict[str, Si
     from envtiers.pip.locker import lock
     from envtiers.settings import load_project
     from tests.conda.channel import ChannelServer, build_channel
-    from tests.conda.support import add_conda_tier
     from tests.flows.support import flow_env
     from tests.image.support import add_image_files, docker_ready, infra_from_env, remove_images
-    from tests.remote.support import CONDA_TOOLS, add_remote_dists, start_local_aws, write_remote_project
+    from tests.remote.support import (
+        CONDA_TOOLS,
+        add_remote_conda_tier,
+        add_remote_dists,
+        start_local_aws,
+        write_remote_project,
+    )
     from tests.remote.test_batch_tiers import CONDA_ENVIRONMENT
     from tests.support import PackageIndex, build_packages, build_wheel
 
@@ -227,7 +233,7 @@ def _sides(ctx: Context, stack: contextlib.ExitStack) -> tuple[Any, dict[str, Si
     pip_root = write_remote_project(projects / "pip", index_url=index.url)
     # The channel over http: the job containers share the host network, not this machine's files.
     conda_root = write_remote_project(projects / "conda", index_url=index.url, tools=CONDA_TOOLS)
-    add_conda_tier(conda_root, mirror=server.url, environment=CONDA_ENVIRONMENT)
+    add_remote_conda_tier(conda_root, mirror=server.url, environment=CONDA_ENVIRONMENT)
     infra = infra_from_env()
     namespace = infra.namespace()
     image_root = write_remote_project(projects / "image", index_url=index.url)

@@ -62,6 +62,10 @@ def streamlit_command(
         "false",
         "--client.toolbarMode",
         "minimal",
+        # Streamlit runs gc.collect(2) after every rerun, holding the GIL for ~0.5 s with TensorFlow
+        # loaded, right when the page waits for the rerun's result: Python's own GC suffices.
+        "--runner.postScriptGC",
+        "false",
     ]
     extra = page_args(run=run, endpoint=endpoint, model_dir=model_dir)
     return [*command, "--", *extra] if extra else command

@@ -22,6 +22,8 @@ from detector.app import runs, sources, view
 from detector.errors import DetectorError, NoRunError
 
 MODES = ("Latest run", "Run by id", "Endpoint URL", "Export folder")
+
+
 VIEWS = ("Detect", "Compare runs")
 
 
@@ -203,6 +205,7 @@ def compare_view() -> None:
 
 
 def main() -> None:
+    sources.keep_tensorflow_warm()
     st.set_page_config(page_title="PlantDoc detector", layout="wide")
     st.title("PlantDoc detector")
     options = page_options()

@@ -60,6 +60,25 @@ def content_type(data: bytes) -> str:
     return "image/jpeg" if data[:3] == b"\xff\xd8\xff" else "image/png"
 
 
+def keep_tensorflow_warm() -> None:
+    """Stop Streamlit from clearing Keras' session after every script run.
+
+    Streamlit does that for apps that build a model on each run (``_clean_problem_modules``, run
+    after every rerun whenever ``keras`` is imported, as TensorFlow does). Here it empties
+    TensorFlow's kernel cache, so the first prediction after each interaction sets up its kernels
+    again: 0.5-1.1 s instead of 15 ms for the `test` model on this machine. This page loads its
+    models once (``st.cache_resource``) and never rebuilds them: there is nothing to clear.
+    ``tests/detector/app/test_sources.py`` checks that the hook is still where Streamlit calls it.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    script_runner._clean_problem_modules = _nothing_to_clean
+
+
+def _nothing_to_clean() -> None:
+    pass
+
+
 class LocalModel:
     """An export loaded in this process (:class:`detector.export.Predictor`)."""
 
@@ -70,8 +89,13 @@ class LocalModel:
 
     @classmethod
     def load(cls, export_dir: Path, *, label: str) -> LocalModel:
-        """Raises ExportFormatError when ``export_dir`` is not an export."""
-        return cls(load_exported(Path(export_dir)), key=f"export:{Path(export_dir).resolve()}", label=label)
+        """Raises ExportFormatError when ``export_dir`` is not an export. The model answers once
+        (a blank image) before this returns: TensorFlow sets up its kernels on the first call
+        (0.7 s here), which the first upload would pay otherwise."""
+        model = cls(load_exported(Path(export_dir)), key=f"export:{Path(export_dir).resolve()}", label=label)
+        size = model.predictor.metadata.image_size
+        model.predictor.predict(np.zeros((size, size, 3), np.uint8))
+        return model
 
     @property
     def class_names(self) -> tuple[str, ...]:

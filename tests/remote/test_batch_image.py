@@ -86,7 +86,9 @@ def test_a_failing_remote_step_shows_its_job_and_log_then_resume_reruns_it_on_ba
         env=env,
     )
     assert end_job and end_job in failed.stdout  # the Batch job id, next to its log
-    assert "injected failure" in local_aws.job_logs(end_job)
+    end_log = local_aws.job_logs(end_job)
+    assert "injected failure" in end_log
+    assert "envtiers: building" not in end_log  # the image tier installs nothing in the task
 
     resumed = run_flow(flow, ["--environment=envtiers-image", "resume", "--with", "batch"], cwd=project.root, env=env)
     assert resumed.returncode == 0, resumed.stdout[-4000:]

@@ -226,8 +226,10 @@ class TierEnvironment(MetaflowEnvironment):
         image = self._remote_image_of(step_name)
         # The task records the image it runs in (envtiers_runtime): the launcher knows it, by digest.
         exports = [f"export ENVTIERS_IMAGE={shlex.quote(image)}"] if image else []
-        if not commands:
-            return exports
+        if all(command.startswith("export ") for command in commands):
+            # Nothing to build (the image tier: its env is in the image): no message, no log flushes
+            # (each one starts a Python that imports Metaflow, a second or two per task).
+            return [*exports, *commands]
         return [
             *exports,
             f"echo 'envtiers: building the {self.TIER} environment from the lockfiles in the code package'",

@@ -137,3 +137,30 @@ def test_cli_app_refuses_a_folder_that_is_not_an_export(tmp_path: Path, capsys: 
     assert main(["app", "--model-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "not an export folder" in err[0] and err[1].startswith("  fix: ")
+
+
+def test_the_page_keeps_streamlit_from_clearing_keras_after_each_rerun(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamlit clears Keras' session after every rerun, which empties TensorFlow's kernel cache (the
+    next prediction sets its kernels up again: ~1 s instead of 15 ms). The page stops that."""
+    import inspect
+
+    import keras
+    from streamlit.runtime.scriptrunner import script_runner
+
+    from detector.app.sources import keep_tensorflow_warm
+
+    cleared: list[bool] = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *args, **kwargs: cleared.append(True))
+    monkeypatch.setattr(script_runner, "_clean_problem_modules", script_runner._clean_problem_modules)
+    # Where Streamlit calls its hook after a rerun, and what the hook does unless the page stops it.
+    assert "_log_if_error(_clean_problem_modules)" in inspect.getsource(script_runner.ScriptRunner._run_script)
+    script_runner._clean_problem_modules()
+    assert cleared == [True]
+    keep_tensorflow_warm()
+    script_runner._clean_problem_modules()
+    assert cleared == [True]
+
+
+def test_the_page_runs_without_streamlits_gc_after_each_rerun() -> None:
+    command = streamlit_command(host="127.0.0.1", port=8501)
+    assert command[command.index("--runner.postScriptGC") + 1] == "false"
