@@ -36,6 +36,7 @@ from typing import Any
 
 from bench.harness import REPO, BenchError, Context, envtiers_command, envtiers_env, run, say
 from bench.report import Measurement, Row
+from bench.sweep import local_aws, remote_index
 
 MODULE = "remote"
 FLOW = REPO / "bench" / "flows" / "bootstrap_flow.py"
@@ -203,24 +204,16 @@ def _sides(ctx: Context, stack: contextlib.ExitStack) -> tuple[Any, dict[str, Si
     from tests.remote.support import (
         CONDA_TOOLS,
         add_remote_conda_tier,
-        add_remote_dists,
-        start_local_aws,
         write_remote_project,
     )
     from tests.remote.test_batch_tiers import CONDA_ENVIRONMENT
-    from tests.support import PackageIndex, build_packages, build_wheel
+    from tests.support import build_wheel
 
     reason = docker_ready()
     if reason is not None:
         raise BenchError(f'{reason}: eval "$(.ci/docker-up)"; eval "$(.ci/aws-up)" first')
-    try:
-        aws = start_local_aws()
-    except RuntimeError as error:
-        raise BenchError(f'no local AWS (eval "$(.ci/aws-up)" first): {error}') from None
-    files = ctx.tempdir("remote-index")
-    build_packages(files)
-    add_remote_dists(files)
-    index = PackageIndex(files).start()
+    aws = local_aws()
+    index = remote_index(ctx, "remote-index")
     stack.callback(index.stop)
     say("building the tests' conda channel (a CPython repacked from this one's)")
     work = ctx.tempdir("conda-build")

@@ -22,6 +22,28 @@ from typing import Any
 from bench.harness import BenchError, Context, run, say
 from bench.report import Measurement, Row
 
+
+def local_aws() -> Any:
+    """The local AWS .ci/aws-up started (tests.remote.support.LocalAws), or BenchError."""
+    from tests.remote.support import start_local_aws
+
+    try:
+        return start_local_aws()
+    except RuntimeError as error:
+        raise BenchError(f'no local AWS (eval "$(.ci/docker-up)"; eval "$(.ci/aws-up)" first): {error}') from None
+
+
+def remote_index(ctx: Context, name: str) -> Any:
+    """A started PackageIndex of the remote tests' wheels (the tiny lock, Metaflow, boto3, uv, py-rattler)."""
+    from tests.remote.support import add_remote_dists
+    from tests.support import PackageIndex, build_packages
+
+    files = ctx.tempdir(name)
+    build_packages(files)
+    add_remote_dists(files)
+    return PackageIndex(files).start()
+
+
 MODULE = "sweep"
 COMMAND = "python flows/sweep_flow.py --environment=envtiers-pip run --max-workers 3"
 
@@ -41,20 +63,12 @@ def _fresh_setup(ctx: Context) -> tuple[Any, Path, dict[str, str], Any]:
     from envtiers.pip.locker import lock
     from envtiers.settings import load_project
     from tests.flows.support import flow_env
-    from tests.remote.support import REMOTE_DISTS, REMOTE_SPEC, start_local_aws
+    from tests.remote.support import REMOTE_SPEC
     from tests.remote.test_batch_sweep import SWEEP_FLOW
-    from tests.support import PackageIndex, build_packages, wheel_from_installed, write_project
+    from tests.support import write_project
 
-    try:
-        aws = start_local_aws()
-    except RuntimeError as error:
-        raise BenchError(f'no local AWS (eval "$(.ci/docker-up)"; eval "$(.ci/aws-up)" first): {error}') from None
-    files = ctx.tempdir("sweep-index")
-    build_packages(files)
-    for name in REMOTE_DISTS:
-        wheel_from_installed(files, name)
-    wheel_from_installed(files, "uv")
-    index = PackageIndex(files).start()
+    aws = local_aws()
+    index = remote_index(ctx, "sweep-index")
     root = write_project(
         ctx.tempdir("sweep-project"),
         requirements=REMOTE_SPEC,
