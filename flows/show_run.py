@@ -14,6 +14,7 @@ from pathlib import Path
 
 from metaflow import Flow, Run
 from metaflow.cards import get_cards
+from metaflow.plugins.cards.exception import CardNotPresentException
 
 from envtiers.runtime import describe
 
@@ -50,8 +51,15 @@ def main(argv: list[str]) -> int:
     deploy = run["deploy"].task.data
     print(f"  model:    {deploy.model_location}")
     print(f"  endpoint: {deploy.endpoint_url} (smoke-tested, then stopped: {deploy.smoke_test})")
-    cards = get_cards(evaluation, id="evaluation")
-    if len(cards):
+    try:
+        cards = get_cards(evaluation, id="evaluation")
+    except CardNotPresentException:
+        # A remote task with Metaflow's local metadata: the card renders inside the task, from the
+        # task's metadata, which reaches the launcher only when the task ends (Metaflow #588).
+        print("  card:     not rendered (a remote task with local metadata cannot read itself back; with")
+        print("            METAFLOW_SERVICE_URL it renders); its tables: eval_result, envtiers_provenance")
+        cards = None
+    if cards is not None and len(cards):
         path = PROJECT_ROOT / "runs" / "DetectorFlow" / run.id / "card.html"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(cards[0].get())
