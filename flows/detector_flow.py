@@ -196,12 +196,19 @@ class DetectorFlow(FlowSpec):
     @step
     def deploy(self):
         """Export (SavedModel + model.tar.gz), deploy, smoke-test `/invocations`."""
-        from flow_support import run_dir_for, unpack_run
+        import os
+        from pathlib import Path
+
+        from flow_support import keep_in_s3, run_dir_for, unpack_run
 
         from detector.pipeline import deploy_run
+        from envtiers.runtime import scheduler_of
 
         run_dir = unpack_run(self.trained_run, run_dir_for(current.flow_name, current.run_id))
         deployed = deploy_run(run_dir, target=self.deploy_target, sagemaker=self._sagemaker_settings())
+        if self.deploy_target == "local" and scheduler_of(os.environ) != "local":
+            # A remote task's disk goes with its container: keep model.tar.gz in S3, by run.
+            deployed["model_location"] = keep_in_s3(Path(deployed["model_location"]), run=self)
         self.model_location = deployed["model_location"]
         self.model_sha256 = deployed["model_sha256"]
         self.endpoint_url = deployed["endpoint_url"]

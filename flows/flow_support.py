@@ -206,3 +206,12 @@ def png_bytes(image: Any) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def keep_in_s3(path: Path, *, run: Any) -> str:
+    """Upload ``path`` with Metaflow's S3 client under this run's prefix (METAFLOW_DATATOOLS_S3ROOT/
+    <flow>/<run id>/, where ``S3(run=self)`` keeps a run's files); returns its s3:// URL."""
+    from metaflow import S3
+
+    with S3(run=run) as s3:
+        return str(s3.put_files([(path.name, str(path))])[0][1])

@@ -8,6 +8,7 @@ ENVTIERS_TEST_DETECTOR_IMAGE together with its record (the build's lockfiles/ima
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -74,7 +75,8 @@ def test_detector_flow_runs_on_batch_in_the_image_with_data_on_s3(
         evaluation = run["evaluate_model"].task
         result = {{"ok": run.successful, "ap50": evaluation.data.eval_result["ap50"],
                    "runtime": {{s.id: s.task.data.envtiers_runtime for s in run}},
-                   "provenance": evaluation.data.envtiers_provenance}}
+                   "provenance": evaluation.data.envtiers_provenance,
+                   "model": [run["deploy"].task.data.model_location, run["deploy"].task.data.model_sha256]}}
         """,
         cwd=tmp_path,  # outside the copy (see above); its local metadata is named instead
         env={**env, "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(project)},
@@ -91,3 +93,9 @@ def test_detector_flow_runs_on_batch_in_the_image_with_data_on_s3(
     # it ends), so Metaflow reports "Card render failed"; a metadata service has no such gap.
     assert set(result["provenance"]) >= {"start", "augment_data_train_model", "choose_model"}
     assert {info["image"] for info in result["provenance"].values()} == {reference}
+    # The deploy step's model.tar.gz outlives its container: in S3, under the run's prefix.
+    model_url, model_sha256 = result["model"]
+    assert model_url == f"{env['METAFLOW_DATATOOLS_S3ROOT']}/DetectorFlow/{run_id}/model.tar.gz"
+    bucket, key = model_url.removeprefix("s3://").split("/", 1)
+    body = local_aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == model_sha256
