@@ -37,6 +37,12 @@ SHIPPED_FILES_VARIABLE = "ENVTIERS_SHIPPED_FILES"
 def read_lock(project: Project, *, platform: str | None = None) -> tuple[str, Any]:
     """(platform, the parsed lock) for the host. Raises LockfileFormatError / InputError."""
     platform = require_host(platform)
+    return platform, read_platform_lock(project, platform)
+
+
+def read_platform_lock(project: Project, platform: str) -> Any:
+    """The parsed lock, which must hold `platform`, on any host (a Mac launcher ships linux-64's
+    files). Raises LockfileFormatError / InputError."""
     path = load_settings(project).lockfile(project)
     lock = lockfile.read_intact(path, display=project.rel(path))
     if platform not in lock.metadata.platforms:
@@ -44,7 +50,7 @@ def read_lock(project: Project, *, platform: str | None = None) -> tuple[str, An
             f"{project.rel(path)} has no {platform} packages",
             fix=f"add {platform} to [project] platforms and run `make lock`",
         )
-    return platform, lock
+    return lock
 
 
 def env_key(lock: Any, platform: str) -> str:

@@ -110,9 +110,9 @@ def conda_files(project: Project, platform: str, *, index: Any = None) -> list[L
     """What a remote task of the conda tier installs on `platform`: every conda package of the
     conda lock (read through the project's mirrors, each with its channel record), the lock's pip
     entries and the tools lock's wheels, each once."""
-    from envtiers.conda.environment import locked_records, read_lock, wheel_filename
+    from envtiers.conda.environment import locked_records, read_platform_lock, wheel_filename
 
-    _, lock = read_lock(project, platform=platform)
+    lock = read_platform_lock(project, platform)
     found: dict[str, LockedFile] = {}
     for record, channel in locked_records(project, lock, platform):
         entry = json.loads(record.to_json())
@@ -133,8 +133,13 @@ def conda_files(project: Project, platform: str, *, index: Any = None) -> list[L
 def shipped_files(project: Project, tier: str, platform: str, *, index: Any = None) -> list[LockedFile]:
     if tier == "pip":
         return pip_files(project, platform, index=index)
-    if tier == "conda":
-        return conda_files(project, platform, index=index)
+    _require_shippable(tier)
+    return conda_files(project, platform, index=index)
+
+
+def _require_shippable(tier: str) -> None:
+    if tier in SHIPPABLE_TIERS:
+        return
     raise InputError(
         f"shipping environments through the datastore is built for the {' and '.join(SHIPPABLE_TIERS)} "
         f"tiers, not {tier}",
@@ -146,10 +151,9 @@ def remote_env_key(project: Project, tier: str, platform: str) -> str:
     """The cache key of `tier`'s env on `platform` (what the task's envtiers_runtime records)."""
     if tier == "conda":
         from envtiers.conda.environment import env_key as conda_key
-        from envtiers.conda.environment import read_lock
+        from envtiers.conda.environment import read_platform_lock
 
-        _, lock = read_lock(project, platform=platform)
-        return conda_key(lock, platform)
+        return conda_key(read_platform_lock(project, platform), platform)
     from envtiers.pip import lockfile
     from envtiers.pip.environment import env_key
     from envtiers.pip.locker import runtime_lock_path
@@ -159,10 +163,9 @@ def remote_env_key(project: Project, tier: str, platform: str) -> str:
 
 def conda_channels(project: Project, platform: str) -> list[str]:
     """The conda lock's channels as written, in priority order (the shipped local channels' order)."""
-    from envtiers.conda.environment import read_lock
+    from envtiers.conda.environment import read_platform_lock
 
-    _, lock = read_lock(project, platform=platform)
-    return [str(c.url) for c in lock.metadata.channels]
+    return [str(c.url) for c in read_platform_lock(project, platform).metadata.channels]
 
 
 def manifest_url(root: str, *, tier: str, key: str) -> str:
@@ -182,8 +185,7 @@ def ship(
 ) -> ShipResult:
     """Upload the files of `tier`'s lock for `platform` that `root` (s3://bucket/prefix) lacks,
     then the manifest for env `key`. Raises ShippingError / IndexUnreachableError."""
-    if tier not in SHIPPABLE_TIERS:
-        shipped_files(project, tier, platform)  # raises InputError naming the tiers that ship
+    _require_shippable(tier)
     client = client or s3_client()
     bucket, prefix = split_url(root.rstrip("/") + "/")
     url = manifest_url(root, tier=tier, key=key)

@@ -261,7 +261,7 @@ def _version(name: str) -> str:
 
 
 def test_the_conda_tier_ships_its_packages_and_builds_the_env_with_no_channel_or_index(
-    s3: Any, tmp_path: Path, remote_index: PackageIndex, conda_channel: Path
+    s3: Any, tmp_path: Path, remote_index: PackageIndex, conda_channel: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An index and a channel of this test's own, stopped once the launcher has shipped.
     index = PackageIndex(remote_index.directory).start()
@@ -274,8 +274,11 @@ def test_the_conda_tier_ships_its_packages_and_builds_the_env_with_no_channel_or
         project = load_project(root, cache_dir=tmp_path / "cache")
         lock(project)
         lock_conda(project)
-        key = shipping.remote_env_key(project, "conda", "linux-64")
-        result = shipping.ship(project, root=ROOT, tier="conda", platform="linux-64", key=key, client=s3)
+        # The launcher is a Mac: it ships linux-64's files without building anything for them.
+        with monkeypatch.context() as mac:
+            mac.setattr("envtiers.platforms.host_platform_name", lambda: "osx-arm64")
+            key = shipping.remote_env_key(project, "conda", "linux-64")
+            result = shipping.ship(project, root=ROOT, tier="conda", platform="linux-64", key=key, client=s3)
     finally:
         index.stop()
         channel.stop()
