@@ -6,9 +6,10 @@
     DETECTOR_FAIL_AT=evaluate_model make run   # then: make resume (evaluate_model and after rerun)
     python flows/detector_flow.py ... run --sweep '[{"seed": 0}, {"seed": 1, "learning_rate": 5e-4}]' --max-workers 2
 
-Training is a foreach over the `--sweep` candidates (one, with no overrides, without `--sweep`):
-`choose_model` keeps every candidate's validation metrics in `sweep_results` and passes only the
-best (validation AP50, ties: the first) on to `evaluate_model` and `deploy`.
+Training is a foreach over the `--sweep` candidates (one, with no overrides, without `--sweep`).
+`evaluate_model` is its join: it keeps every candidate's validation metrics in `sweep_results`,
+takes only the best one's artifacts (validation AP50, ties: the first), evaluates it, and
+`deploy` ships it. So a run without `--sweep` has the same five steps as before the sweep.
 
 `--environment=envtiers-<tier>` (the Metaflow extension in metaflow_extensions/envtiers) starts
 every step inside the environment built from that tier's committed lock: no resolution at run
@@ -122,7 +123,7 @@ class DetectorFlow(FlowSpec):
                 index, overrides, current.pathspec, "failed", error=failure_text(error), started_at=started_at
             ).to_dict()
             print(f"candidate {index} failed (--sweep-allow-failures: recorded, skipped by the join):\n{error}")
-            self.next(self.choose_model)
+            self.next(self.evaluate_model)
             return
         self.class_names = trained.class_names
         self.history = trained.history
@@ -143,28 +144,14 @@ class DetectorFlow(FlowSpec):
         self.sample_image, self.sample_boxes, self.sample_classes = sample["image"], sample["boxes"], sample["classes"]
         self.sample_image_png = png_bytes(self.sample_image)
         print(f"candidate {index} ({overrides or 'flow parameters'}): validation AP50 {scores['ap50']}")
-        self.next(self.choose_model)
-
-    @step
-    def choose_model(self, inputs):
-        """Keep every candidate's validation metrics; pass only the best one's artifacts on."""
-        from sweep_support import choose
-
-        self.sweep_results = [inp.candidate_result for inp in inputs]
-        best = choose(self.sweep_results)
-        self.sweep_choice = best.to_dict()
-        winner = next(inp for inp in inputs if inp.candidate_result["index"] == best.index)
-        self.merge_artifacts([winner])
-        if hasattr(winner, "envtiers_provenance"):  # where the winner's start and training ran
-            self.envtiers_provenance = {**winner.envtiers_provenance, **getattr(self, "envtiers_provenance", {})}
-        if len(self.sweep_results) > 1:
-            print(f"chose candidate {best.index} ({best.pathspec}): validation AP50 {best.ap50}")
         self.next(self.evaluate_model)
 
     @card(type="blank", id="evaluation")
     @step
-    def evaluate_model(self):
-        """COCO mAP on the TEST split (pycocotools), logged to W&B, shown on the card."""
+    def evaluate_model(self, inputs):
+        """The sweep's join: take the best candidate (validation AP50), then its COCO mAP on the
+        TEST split (pycocotools), logged to W&B, shown on the card."""
+        self._take_best_candidate(inputs)
         from flow_support import (
             data_folder,
             evaluation_card,
@@ -222,6 +209,20 @@ class DetectorFlow(FlowSpec):
         print(f"DetectorFlow {current.run_id} in tier {getattr(self, 'envtiers_tier', 'local')}:")
         print(f"  AP50 {self.eval_result['ap50']}, model {self.model_location}")
         print(f"  card: python flows/detector_flow.py card view --id evaluation {current.run_id}/evaluate_model")
+
+    def _take_best_candidate(self, inputs):
+        """Keep every candidate's validation metrics; merge only the winner's artifacts."""
+        from sweep_support import choose
+
+        self.sweep_results = [inp.candidate_result for inp in inputs]
+        best = choose(self.sweep_results)
+        self.sweep_choice = best.to_dict()
+        winner = next(inp for inp in inputs if inp.candidate_result["index"] == best.index)
+        self.merge_artifacts([winner])
+        if hasattr(winner, "envtiers_provenance"):  # where the winner's start and training ran
+            self.envtiers_provenance = {**winner.envtiers_provenance, **getattr(self, "envtiers_provenance", {})}
+        if len(self.sweep_results) > 1:
+            print(f"chose candidate {best.index} ({best.pathspec}): validation AP50 {best.ap50}")
 
     def _sagemaker_settings(self):
         return {

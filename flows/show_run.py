@@ -41,9 +41,9 @@ def main(argv: list[str]) -> int:
     evaluation = run["evaluate_model"].task
     result = evaluation.data.eval_result
     print(f"  mAP {result['ap']:.3f}  AP50 {result['ap50']:.3f}  AP75 {result['ap75']:.3f}")
-    sweep = run["choose_model"].task.data.sweep_results if "choose_model" in run else []
+    sweep = evaluation.data.sweep_results
     if len(sweep) > 1:
-        chosen = run["choose_model"].task.data.sweep_choice["index"]
+        chosen = evaluation.data.sweep_choice["index"]
         print(f"  sweep:    {len(sweep)} candidates, deployed candidate {chosen} (best validation AP50)")
         for entry in sweep:
             ap50 = "failed" if entry["status"] != "ok" else f"val AP50 {entry['ap50']}"

@@ -54,7 +54,7 @@ def sweep_artifacts(sweep: SweepRun) -> dict[str, Any]:
         import hashlib
         run = Run("DetectorFlow/{run_id_of(sweep.done.stdout)}")
         trains = sorted(run["augment_data_train_model"], key=lambda t: t.data.candidate_result["index"])
-        choose, deploy = run["choose_model"].task.data, run["deploy"].task.data
+        choose, deploy = run["evaluate_model"].task.data, run["deploy"].task.data
         weights = lambda files: {{k: hashlib.sha256(v).hexdigest() for k, v in files.items() if k.startswith("check")}}
         result = dict(
             sweep_results=choose.sweep_results,
@@ -62,7 +62,7 @@ def sweep_artifacts(sweep: SweepRun) -> dict[str, Any]:
             trains=[dict(pathspec=t.pathspec, weights=weights(t.data.trained_run)) for t in trains],
             deployed_candidate=deploy.deployed_candidate,
             deployed_weights=weights(deploy.trained_run),
-            evaluated_weights=weights(run["evaluate_model"].task.data.trained_run),
+            evaluated_weights=weights(choose.trained_run),
         )
         """,
         cwd=sweep.base,
@@ -131,8 +131,11 @@ def test_with_allow_failures_an_empty_winner_set_is_a_clear_error(sweep: SweepRu
     assert "all 2 candidate(s) of the sweep failed" in done.stdout
     assert "RuntimeError: failure injected by DETECTOR_FAIL_AT=augment_data_train_model" in done.stdout
     assert "fix: read each candidate's log" in done.stdout
-    assert "/evaluate_model/" not in done.stdout
+    # The join (evaluate_model) refused before evaluating anything, and nothing was deployed.
     run_id = run_id_of(done.stdout)
+    refusal = [line for line in done.stdout.splitlines() if "all 2 candidate(s) of the sweep failed" in line]
+    assert refusal and all(f"[{run_id}/evaluate_model/" in line for line in refusal), done.stdout[-3000:]
+    assert "AP75" not in done.stdout and f"[{run_id}/deploy/" not in done.stdout
     results = client(
         f'result = [t.data.candidate_result for t in Run("DetectorFlow/{run_id}")["augment_data_train_model"]]',
         cwd=sweep.base,

@@ -24,7 +24,7 @@ from tests.remote.support import LocalAws
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-STEPS = ("start", "augment_data_train_model", "choose_model", "evaluate_model", "deploy", "end")
+STEPS = ("start", "augment_data_train_model", "evaluate_model", "deploy", "end")
 
 
 def test_detector_flow_runs_on_batch_in_the_image_with_data_on_s3(
@@ -91,7 +91,7 @@ def test_detector_flow_runs_on_batch_in_the_image_with_data_on_s3(
     # card itself). Not the card here: with Metaflow's local metadata, a card rendered inside a
     # Batch container cannot look its task up (the task's metadata reaches the launcher only when
     # it ends), so Metaflow reports "Card render failed"; a metadata service has no such gap.
-    assert set(result["provenance"]) >= {"start", "augment_data_train_model", "choose_model"}
+    assert set(result["provenance"]) >= {"start", "augment_data_train_model", "evaluate_model"}
     assert {info["image"] for info in result["provenance"].values()} == {reference}
     # The deploy step's model.tar.gz outlives its container: in S3, under the run's prefix.
     model_url, model_sha256 = result["model"]
