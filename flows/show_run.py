@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     evaluation = run["evaluate_model"].task
     result = evaluation.data.eval_result
     print(f"  mAP {result['ap']:.3f}  AP50 {result['ap50']:.3f}  AP75 {result['ap75']:.3f}")
-    sweep = evaluation.data.sweep_results
+    sweep = evaluation.data.sweep_results if "sweep_results" in evaluation else []  # runs from before the sweep
     if len(sweep) > 1:
         chosen = evaluation.data.sweep_choice["index"]
         print(f"  sweep:    {len(sweep)} candidates, deployed candidate {chosen} (best validation AP50)")
